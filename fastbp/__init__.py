@@ -1,0 +1,21 @@
+"""fastbp: fast neural-network training on the CPU with Numba-compiled kernels.
+
+>>> import fastbp as fb
+>>> model = fb.Sequential([fb.layers.Dense(4, 8, activation="relu"),
+...                        fb.layers.Dense(8, 3)], dtype="float64", seed=0)
+>>> _ = model.compile(optimizer=fb.optim.Adam(lr=1e-2), loss="softmax_cross_entropy")
+"""
+from . import init, layers, losses, optim, schedules
+from .gradcheck import gradcheck
+from .io import load
+from .model import DivergenceError, History, Sequential
+from .threads import get_num_threads, set_num_threads
+from .warmup import cache_dir, warmup
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Sequential", "History", "DivergenceError", "layers", "losses", "optim", "schedules", "init",
+    "gradcheck", "load", "set_num_threads", "get_num_threads", "warmup", "cache_dir",
+    "__version__",
+]

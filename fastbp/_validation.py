@@ -1,0 +1,123 @@
+"""Checks at the API boundary.  Compiled kernels cannot explain themselves, so every
+public entry point converts and checks here, before any kernel runs."""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def check_int(name: str, value, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_float(name: str, value, low=None, high=None, low_open=False, high_open=False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+    return value
+
+
+def _as_numeric_array(name: str, a) -> np.ndarray:
+    if isinstance(a, (str, bytes)) or a is None:
+        raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}")
+    arr = np.asarray(a)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    return arr
+
+
+def _first_nonfinite(arr: np.ndarray) -> str:
+    bad = np.argwhere(~np.isfinite(arr))[0]
+    return f"{arr[tuple(bad)]!r} at index {tuple(int(i) for i in bad)}"
+
+
+def check_features(name: str, X, n_features: int, dtype: np.dtype) -> np.ndarray:
+    """X as a C-contiguous (n, n_features) array of ``dtype``, finite, non-empty."""
+    arr = _as_numeric_array(name, X)
+    if arr.ndim == 1 and n_features == arr.shape[0]:
+        raise ValueError(f"{name} must be 2-d (n_samples, {n_features}); got a 1-d array of "
+                         f"length {arr.shape[0]} (use {name}[None, :] for one sample)")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-d (n_samples, {n_features}), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); at least one sample is needed")
+    if arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features per sample, the model expects "
+                         f"{n_features}")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out.sum()) and not np.isfinite(out).all():
+        raise ValueError(f"{name} contains a non-finite value: {_first_nonfinite(out)}")
+    return out
+
+
+def check_labels(name: str, y, n: int, n_classes: int) -> np.ndarray:
+    """Integer class labels as int64 (n,), each in [0, n_classes)."""
+    arr = _as_numeric_array(name, y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-d integer class labels of length {n}, got shape "
+                         f"{arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} labels but X has {n} samples")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype == bool:
+            arr = arr.astype(np.int64)
+        else:
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{name} contains a non-finite label: {_first_nonfinite(arr)}")
+            frac = arr != np.round(arr)
+            if frac.any():
+                raise ValueError(f"{name} must hold integer class labels; got the fractional "
+                                 f"value {arr[frac][0]!r}")
+    labels = arr.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        bad = labels[(labels < 0) | (labels >= n_classes)][0]
+        raise ValueError(f"{name} holds the label {int(bad)}; labels must lie in "
+                         f"[0, {n_classes}) for a model with {n_classes} outputs")
+    return np.ascontiguousarray(labels)
+
+
+def check_targets(name: str, y, n: int, n_out: int, dtype: np.dtype, binary: bool) -> np.ndarray:
+    """Float targets as a C-contiguous (n, n_out) array; (n,) is accepted when n_out == 1."""
+    arr = _as_numeric_array(name, y)
+    if arr.ndim == 1 and n_out == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] != n_out:
+        raise ValueError(f"{name} must have shape (n_samples, {n_out}), got {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} rows but X has {n} samples")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} contains a non-finite value: {_first_nonfinite(out)}")
+    if binary and ((out < 0).any() or (out > 1).any()):
+        bad = out[(out < 0) | (out > 1)][0]
+        raise ValueError(f"binary cross-entropy targets must lie in [0, 1], got {bad!r}")
+    return out

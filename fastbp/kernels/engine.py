@@ -1,0 +1,229 @@
+"""The fused training step: forward, loss, backward and optimizer update in one call.
+
+A model is described to the compiled code by two small tables instead of by
+generated source, so one compiled function serves every model of a dtype and
+the on-disk cache (``cache=True``) holds it across processes:
+
+``table`` : int64 (n_layers, 6), one row per layer:
+    KIND (DENSE or DROPOUT), N_IN, N_OUT, W_OFF, B_OFF (offsets of W and b in the
+    flat parameter buffer), ACT (activation code).
+``ftable`` : float64 (n_layers, 2): SLOPE (leaky ReLU), P (dropout rate).
+
+Workspaces, all allocated once per batch size by the model:
+``acts`` : flat (batch * sum of layer widths,) layer outputs, layer after layer;
+``gbuf`` : flat (2 * batch * widest layer,) two halves that take turns holding
+the gradient flowing down; ``row_loss`` : float64 (batch,).
+
+``opt_step`` : int64 (1,) the optimizer's step count; ``rng_step`` : int64 (1,)
+the count of training-mode forward passes, which keys the dropout masks.
+The step returns ``(loss, status)``: status 0 is a completed step, 1 a
+non-finite loss and 2 a non-finite gradient; on 1 and 2 nothing was updated.
+"""
+from __future__ import annotations
+
+import math
+
+from numba import prange
+
+from .._config import PARALLEL_MIN_WORK, jit, jit_parallel
+from .dense import dense_backward, dense_forward
+from .dropout import dropout_apply
+from .losses import loss_and_grad, loss_sum_and_correct
+from .optim import apply_update, clip_scale, squared_norm
+from .random import combine_key
+
+DENSE = 0
+DROPOUT = 1
+
+KIND, N_IN, N_OUT, W_OFF, B_OFF, ACT = 0, 1, 2, 3, 4, 5
+SLOPE, P = 0, 1
+
+
+@jit
+def forward(table, ftable, params, x, acts, seed, drop_step, training, parallel):
+    """Run every layer on x (batch, n_in); returns the last layer's output, a view of acts."""
+    m = x.shape[0]
+    inp = x
+    off = 0
+    for l in range(table.shape[0]):
+        n_in = table[l, N_IN]
+        n_out = table[l, N_OUT]
+        out = acts[off:off + m * n_out].reshape((m, n_out))
+        if table[l, KIND] == DENSE:
+            wo = table[l, W_OFF]
+            bo = table[l, B_OFF]
+            W = params[wo:wo + n_in * n_out].reshape((n_in, n_out))
+            dense_forward(inp, W, params[bo:bo + n_out], out, table[l, ACT], ftable[l, SLOPE],
+                          parallel)
+        else:
+            p = ftable[l, P]
+            if training and p > 0:
+                dropout_apply(inp, out, combine_key(seed, drop_step, l), p, parallel)
+            else:
+                out[:] = inp
+        inp = out
+        off += m * n_out
+    return inp
+
+
+@jit
+def backward(table, ftable, params, grads, x, acts, gbuf, seed, drop_step, training, parallel):
+    """Backpropagate the gradient held in gbuf's first half (dL/d output of the last
+    layer) down to every parameter gradient in ``grads``."""
+    m = x.shape[0]
+    n_layers = table.shape[0]
+    first_dense = n_layers
+    off = 0
+    for l in range(n_layers):
+        off += m * table[l, N_OUT]
+        if table[l, KIND] == DENSE and l < first_dense:
+            first_dense = l
+    half = gbuf.shape[0] // 2
+    cur = 0
+    n_last = table[n_layers - 1, N_OUT]
+    g = gbuf[0:m * n_last].reshape((m, n_last))
+    for l in range(n_layers - 1, first_dense - 1, -1):
+        n_in = table[l, N_IN]
+        n_out = table[l, N_OUT]
+        off -= m * n_out
+        a = acts[off:off + m * n_out].reshape((m, n_out))
+        inp = x if l == 0 else acts[off - m * n_in:off].reshape((m, n_in))
+        nxt = half if cur == 0 else 0
+        g_in = gbuf[nxt:nxt + m * n_in].reshape((m, n_in))
+        if table[l, KIND] == DENSE:
+            wo = table[l, W_OFF]
+            bo = table[l, B_OFF]
+            W = params[wo:wo + n_in * n_out].reshape((n_in, n_out))
+            dW = grads[wo:wo + n_in * n_out].reshape((n_in, n_out))
+            dense_backward(inp, a, W, g, dW, grads[bo:bo + n_out], g_in, table[l, ACT],
+                           ftable[l, SLOPE], l > first_dense, parallel)
+        else:
+            p = ftable[l, P]
+            if training and p > 0:
+                dropout_apply(g, g_in, combine_key(seed, drop_step, l), p, parallel)
+            else:
+                g_in[:] = g
+        g = g_in
+        cur = 1 - cur
+
+
+@jit
+def train_step(table, ftable, params, grads, x, yf, yi, acts, gbuf, row_loss, loss_code,
+               opt_code, hp, state, opt_step, rng_step, lr, clip_norm, seed, training, update,
+               parallel):
+    """One minibatch step.  x : (batch, n_in); yf : float targets (batch, n_out) or a
+    dummy; yi : int64 labels (batch,) or a dummy.  With update False only the
+    gradients are computed (gradcheck, the per-layer comparison)."""
+    m = x.shape[0]
+    drop_step = rng_step[0]
+    out = forward(table, ftable, params, x, acts, seed, drop_step, training, parallel)
+    n_last = out.shape[1]
+    g = gbuf[0:m * n_last].reshape((m, n_last))
+    loss = loss_and_grad(loss_code, out, yf, yi, g, row_loss, parallel)
+    if not math.isfinite(loss):
+        return loss, 1
+    backward(table, ftable, params, grads, x, acts, gbuf, seed, drop_step, training, parallel)
+    sq = squared_norm(grads, parallel)
+    if not math.isfinite(sq):
+        return loss, 2
+    if training:
+        rng_step[0] += 1
+    if update:
+        opt_step[0] += 1
+        apply_update(opt_code, params, grads, state, hp, lr, opt_step[0],
+                     clip_scale(sq, clip_norm), parallel)
+    return loss, 0
+
+
+@jit_parallel
+def gather_rows(src, idx, start, dst, parallel):
+    """dst[i] <- src[idx[start + i]] for i < len(dst); src, dst : (·, n)."""
+    m = dst.shape[0]
+    if parallel and dst.size >= PARALLEL_MIN_WORK:
+        for i in prange(m):
+            dst[i] = src[idx[start + i]]
+    else:
+        for i in range(m):
+            dst[i] = src[idx[start + i]]
+
+
+@jit
+def gather_labels(src, idx, start, dst):
+    for i in range(dst.shape[0]):
+        dst[i] = src[idx[start + i]]
+
+
+@jit
+def train_epoch(table, ftable, params, grads, X, Yf, Yi, perm, batch_size, lrs, xb, ybf, ybi,
+                acts, gbuf, row_loss, loss_code, opt_code, hp, state, opt_step, rng_step, clip_norm,
+                seed, parallel, losses):
+    """All minibatches of one epoch in one call.
+
+    X : (N, n_in); Yf : (N, n_out) float targets or a (1, 1) dummy; Yi : int64 (N,)
+    labels or a (1,) dummy; perm : int64 (N,) the sample order; lrs : float64
+    (n_batches,) the learning rate of each step; xb, ybf, ybi : batch buffers;
+    losses : float64 (n_batches,), written.  Returns (steps done, status).
+    """
+    n = perm.shape[0]
+    n_batches = (n + batch_size - 1) // batch_size
+    use_float_targets = Yf.shape[0] == X.shape[0]
+    for s in range(n_batches):
+        start = s * batch_size
+        m = min(batch_size, n - start)
+        xm = xb[:m]
+        gather_rows(X, perm, start, xm, parallel)
+        if use_float_targets:
+            ym = ybf[:m]
+            gather_rows(Yf, perm, start, ym, parallel)
+        else:
+            ym = ybf
+            gather_labels(Yi, perm, start, ybi[:m])
+        loss, status = train_step(table, ftable, params, grads, xm, ym, ybi[:m], acts, gbuf,
+                                  row_loss, loss_code, opt_code, hp, state, opt_step, rng_step, lrs[s],
+                                  clip_norm, seed, True, True, parallel)
+        losses[s] = loss
+        if status != 0:
+            return s, status
+    return n_batches, 0
+
+
+@jit
+def predict(table, ftable, params, X, out, acts, batch_size, parallel):
+    """out <- the last layer's output for every row of X, batch by batch."""
+    n = X.shape[0]
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        o = forward(table, ftable, params, X[start:stop], acts, 0, 0, False, parallel)
+        out[start:stop] = o
+
+
+@jit
+def evaluate(table, ftable, params, X, Yf, Yi, loss_code, acts, gbuf, batch_size, parallel):
+    """(summed loss, number correct) over X, batch by batch, in inference mode."""
+    n = X.shape[0]
+    use_float_targets = Yf.shape[0] == X.shape[0]
+    total = 0.0
+    correct = 0
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        m = stop - start
+        o = forward(table, ftable, params, X[start:stop], acts, 0, 0, False, parallel)
+        k = o.shape[1]
+        scratch = gbuf[0:m * k].reshape((m, k))
+        if use_float_targets:
+            s, c = loss_sum_and_correct(loss_code, o, Yf[start:stop], Yi, scratch)
+        else:
+            s, c = loss_sum_and_correct(loss_code, o, Yf, Yi[start:stop], scratch)
+        total += s
+        correct += c
+    return total, correct
+
+
+@jit
+def loss_only(table, ftable, params, x, yf, yi, acts, gbuf, row_loss, loss_code, parallel):
+    """The batch-mean loss in inference mode (gradcheck's numeric side)."""
+    m = x.shape[0]
+    out = forward(table, ftable, params, x, acts, 0, 0, False, parallel)
+    n_last = out.shape[1]
+    g = gbuf[0:m * n_last].reshape((m, n_last))
+    return loss_and_grad(loss_code, out, yf, yi, g, row_loss, parallel)

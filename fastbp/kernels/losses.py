@@ -1,0 +1,125 @@
+"""Loss kernels: the batch-mean loss and its gradient with respect to the outputs.
+
+Averaging follows PyTorch's ``reduction="mean"``:
+
+* MSE: mean over all elements, L = sum (o - y)^2 / (batch * n); dL/do = 2 (o - y) / (batch * n).
+* Binary cross-entropy from logits, mean over all elements:
+  l = max(o, 0) - o y + log(1 + exp(-|o|)); dL/do = (sigmoid(o) - y) / (batch * n).
+* Softmax cross-entropy from logits with integer labels, mean over the batch:
+  l_i = logsumexp(o_i) - o_i[y_i]; dL/do_i = (softmax(o_i) - onehot(y_i)) / batch.
+
+Every exponential is taken of a non-positive number (log-sum-exp, -|o|), so no
+loss overflows for |o| = 1e4.  Per-row losses are summed in float64, in row order.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from .._config import PARALLEL_MIN_WORK, jit, jit_parallel
+from .activations import sigmoid
+
+MSE = 0
+BINARY_CROSS_ENTROPY = 1
+SOFTMAX_CROSS_ENTROPY = 2
+
+
+@jit
+def _mse_row(o, y, g, scale):
+    s = 0.0
+    for j in range(o.shape[0]):
+        d = o[j] - y[j]
+        s += float(d) * float(d)
+        g[j] = 2 * d * scale
+    return s
+
+
+@jit
+def _bce_row(o, y, g, scale):
+    s = 0.0
+    for j in range(o.shape[0]):
+        oj = float(o[j])
+        yj = float(y[j])
+        s += max(oj, 0.0) - oj * yj + math.log1p(math.exp(-abs(oj)))
+        g[j] = (sigmoid(oj) - yj) * scale
+    return s
+
+
+@jit
+def _softmax_ce_row(o, label, g, scale):
+    n = o.shape[0]
+    mx = o[0]
+    for j in range(1, n):
+        if o[j] > mx:
+            mx = o[j]
+    total = 0.0
+    for j in range(n):
+        e = math.exp(float(o[j] - mx))
+        g[j] = e
+        total += e
+    inv = 1.0 / total
+    for j in range(n):
+        g[j] = g[j] * inv * scale
+    g[label] -= scale
+    return float(mx) + math.log(total) - float(o[label])
+
+
+@jit
+def _row_loss(code, o, yf, yi, i, g, scale):
+    if code == MSE:
+        return _mse_row(o, yf[i], g, scale)
+    if code == BINARY_CROSS_ENTROPY:
+        return _bce_row(o, yf[i], g, scale)
+    return _softmax_ce_row(o, yi[i], g, scale)
+
+
+@jit_parallel
+def loss_and_grad(code, out, yf, yi, grad, row_loss, parallel):
+    """Batch-mean loss of ``out``; writes dL/dout into ``grad``.
+
+    out, grad : float (batch, n); yf : float (batch, n) targets (MSE, BCE);
+    yi : int64 (batch,) labels (softmax CE); row_loss : float64 (>= batch,) workspace.
+    Returns the loss as a float64.
+    """
+    m, n = out.shape
+    count = m if code == SOFTMAX_CROSS_ENTROPY else m * n
+    scale = 1.0 / count
+    if parallel and out.size >= PARALLEL_MIN_WORK:
+        for i in prange(m):
+            row_loss[i] = _row_loss(code, out[i], yf, yi, i, grad[i], scale)
+    else:
+        for i in range(m):
+            row_loss[i] = _row_loss(code, out[i], yf, yi, i, grad[i], scale)
+    total = 0.0
+    for i in range(m):
+        total += row_loss[i]
+    return total / count
+
+
+@jit
+def loss_sum_and_correct(code, out, yf, yi, grad_scratch):
+    """Summed loss and number of correct predictions over a batch (for evaluate).
+
+    Correct means: argmax equals the label (softmax CE), or the sign of the logit
+    matches the 0/1 target element by element (binary CE).  For MSE it is 0.
+    grad_scratch : float (batch, n) scratch space.
+    """
+    m, n = out.shape
+    total = 0.0
+    correct = 0
+    for i in range(m):
+        total += _row_loss(code, out[i], yf, yi, i, grad_scratch[i], 1.0)
+        if code == SOFTMAX_CROSS_ENTROPY:
+            best = 0
+            for j in range(1, n):
+                if out[i, j] > out[i, best]:
+                    best = j
+            if best == yi[i]:
+                correct += 1
+        elif code == BINARY_CROSS_ENTROPY:
+            for j in range(n):
+                if (out[i, j] > 0) == (yf[i, j] > 0.5):
+                    correct += 1
+    return total, correct

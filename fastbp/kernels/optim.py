@@ -1,0 +1,159 @@
+"""Optimizer update kernels over the flat parameter buffer.
+
+Each kernel reads every parameter, its gradient and its state once and writes
+them once, in fixed chunks of ``REDUCE_CHUNK`` elements run in parallel
+(elementwise work: any partition gives the same numbers).  ``grad_scale``
+folds global-norm clipping in: the gradient used is ``grad_scale * g``.
+
+The update rules follow ``torch.optim`` term by term (see the classes in
+``fastbp.optim`` for the equations).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from .._config import PARALLEL_MIN_WORK, REDUCE_CHUNK, jit, jit_parallel
+
+SGD = 0
+ADAM = 1
+
+# Positions of the hyperparameters in the float64 array ``hp`` handed to the kernels.
+SGD_MOMENTUM, SGD_DAMPENING, SGD_NESTEROV, SGD_WEIGHT_DECAY = 0, 1, 2, 3
+ADAM_BETA1, ADAM_BETA2, ADAM_EPS, ADAM_WEIGHT_DECAY, ADAM_AMSGRAD, ADAM_DECOUPLED = 0, 1, 2, 3, 4, 5
+
+
+@jit
+def _sgd_chunk(p, g, buf, start, stop, lr, momentum, dampening, nesterov, weight_decay,
+               first_step, grad_scale):
+    for i in range(start, stop):
+        d = g[i] * grad_scale
+        if weight_decay != 0:
+            d = d + weight_decay * p[i]
+        if momentum != 0:
+            if first_step:
+                b = d
+            else:
+                b = momentum * buf[i] + (1 - dampening) * d
+            buf[i] = b
+            if nesterov:
+                d = d + momentum * b
+            else:
+                d = b
+        p[i] = p[i] - lr * d
+
+
+@jit_parallel
+def sgd_update(p, g, buf, lr, momentum, dampening, nesterov, weight_decay, step, grad_scale,
+               parallel):
+    """SGD with momentum, dampening, Nesterov and L2 weight decay (torch.optim.SGD).
+
+    p, g, buf : float (n,) parameters, gradients, momentum buffer; step : the
+    1-based count of this update (step 1 copies the gradient into the buffer).
+    """
+    n = p.shape[0]
+    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
+    first = step == 1
+    if parallel and n >= PARALLEL_MIN_WORK:
+        for c in prange(nchunks):
+            _sgd_chunk(p, g, buf, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK), lr, momentum,
+                       dampening, nesterov, weight_decay, first, grad_scale)
+    else:
+        _sgd_chunk(p, g, buf, 0, n, lr, momentum, dampening, nesterov, weight_decay, first,
+                   grad_scale)
+
+
+@jit
+def _adam_chunk(p, g, m, v, vmax, start, stop, lr, beta1, beta2, eps, weight_decay, amsgrad,
+                decoupled, step_size, bias_correction2_sqrt, grad_scale):
+    one_minus_beta1 = 1 - beta1
+    one_minus_beta2 = 1 - beta2
+    for i in range(start, stop):
+        d = g[i] * grad_scale
+        if weight_decay != 0:
+            if decoupled:
+                p[i] = p[i] * (1 - lr * weight_decay)
+            else:
+                d = d + weight_decay * p[i]
+        # torch's lerp with weight < 0.5: m + w (d - m)
+        mi = m[i] + one_minus_beta1 * (d - m[i])
+        vi = v[i] * beta2 + one_minus_beta2 * d * d
+        m[i] = mi
+        v[i] = vi
+        if amsgrad:
+            if vi > vmax[i]:
+                vmax[i] = vi
+            vi = vmax[i]
+        denom = math.sqrt(vi) / bias_correction2_sqrt + eps
+        p[i] = p[i] - step_size * (mi / denom)
+
+
+@jit_parallel
+def adam_update(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, step,
+                grad_scale, parallel):
+    """Adam / AdamW (torch.optim.Adam, torch.optim.AdamW), optionally AMSGrad.
+
+    p, g, m, v, vmax : float (n,); step : the 1-based count of this update.
+    """
+    n = p.shape[0]
+    bias_correction1 = 1 - beta1 ** step
+    bias_correction2 = 1 - beta2 ** step
+    step_size = lr / bias_correction1
+    bc2_sqrt = math.sqrt(bias_correction2)
+    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
+    if parallel and n >= PARALLEL_MIN_WORK:
+        for c in prange(nchunks):
+            _adam_chunk(p, g, m, v, vmax, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK), lr,
+                        beta1, beta2, eps, weight_decay, amsgrad, decoupled, step_size, bc2_sqrt,
+                        grad_scale)
+    else:
+        _adam_chunk(p, g, m, v, vmax, 0, n, lr, beta1, beta2, eps, weight_decay, amsgrad,
+                    decoupled, step_size, bc2_sqrt, grad_scale)
+
+
+@jit
+def apply_update(code, p, g, state, hp, lr, step, grad_scale, parallel):
+    """Dispatch one optimizer step.  state : float (k, n) rows of optimizer state;
+    hp : float64 hyperparameters, laid out as the constants above."""
+    if code == SGD:
+        sgd_update(p, g, state[0], lr, hp[SGD_MOMENTUM], hp[SGD_DAMPENING],
+                   hp[SGD_NESTEROV] != 0, hp[SGD_WEIGHT_DECAY], step, grad_scale, parallel)
+    elif code == ADAM:
+        adam_update(p, g, state[0], state[1], state[2], lr, hp[ADAM_BETA1], hp[ADAM_BETA2],
+                    hp[ADAM_EPS], hp[ADAM_WEIGHT_DECAY], hp[ADAM_AMSGRAD] != 0,
+                    hp[ADAM_DECOUPLED] != 0, step, grad_scale, parallel)
+
+
+@jit_parallel
+def squared_norm(g, parallel):
+    """sum g_i^2 in float64, by fixed chunks added in order (thread-count independent)."""
+    n = g.shape[0]
+    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
+    partial = np.zeros(nchunks)
+    if parallel and n >= PARALLEL_MIN_WORK:
+        for c in prange(nchunks):
+            s = 0.0
+            for i in range(c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK)):
+                s += float(g[i]) * float(g[i])
+            partial[c] = s
+    else:
+        for c in range(nchunks):
+            s = 0.0
+            for i in range(c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK)):
+                s += float(g[i]) * float(g[i])
+            partial[c] = s
+    total = 0.0
+    for c in range(nchunks):
+        total += partial[c]
+    return total
+
+
+@jit
+def clip_scale(sq_norm, clip_norm):
+    """torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)); 1 when off."""
+    if clip_norm <= 0:
+        return 1.0
+    coef = clip_norm / (math.sqrt(sq_norm) + 1e-6)
+    return coef if coef < 1.0 else 1.0

@@ -1,0 +1,18 @@
+"""Optimizers over the flat parameter buffer, with torch.optim's names and rules."""
+from .adam import Adam, AdamW
+from .base import Optimizer
+from .sgd import SGD
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+
+
+def get(optimizer) -> Optimizer:
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
+        return OPTIMIZERS[optimizer.lower()]()
+    raise ValueError(f"unknown optimizer {optimizer!r}; pass an instance such as "
+                     f"fastbp.optim.Adam(lr=1e-3) or one of {sorted(OPTIMIZERS)}")
+
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get"]

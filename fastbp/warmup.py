@@ -1,0 +1,45 @@
+"""Ahead-of-time compilation of the common signatures, and where the cache lives.
+
+Kernels are compiled with ``cache=True``: the machine code goes to numba's
+cache, by default ``__pycache__`` folders beside fastbp's modules (or, when
+those are not writable, numba's per-user cache folder; ``NUMBA_CACHE_DIR``
+overrides both).  Delete the ``*.nbi``/``*.nbc`` files there to clear it.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def cache_dir() -> str:
+    """The folder where fastbp's compiled kernels are cached."""
+    override = os.environ.get("NUMBA_CACHE_DIR")
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
+    if override:
+        return os.path.join(override, "fastbp")
+    return os.path.join(here, "__pycache__")
+
+
+def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> None:
+    """Compile (or load from the cache) every kernel the engine uses, for each dtype
+    and loss, by training a tiny model for one step and one epoch."""
+    from .layers import Dense, Dropout
+    from .model import Sequential
+    from .optim import SGD, Adam
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3))
+    for dtype in dtypes:
+        for loss, y in (("mse", rng.standard_normal((4, 2))),
+                        ("binary_cross_entropy", (rng.random((4, 2)) > 0.5) * 1.0),
+                        ("softmax_cross_entropy", np.array([0, 1, 1, 0]))):
+            for opt in (SGD(lr=0.01, momentum=0.9), Adam()):
+                model = Sequential([Dense(3, 5, activation="relu"), Dropout(0.1), Dense(5, 2)],
+                                   dtype=dtype)
+                model.compile(opt, loss)
+                model.train_on_batch(x, y)
+                model.fit(x, y, epochs=1, batch_size=2)
+                model.evaluate(x, y)
+                model.predict(x)
+            if verbose:
+                print(f"warm: {dtype} {loss}")
