@@ -1,0 +1,263 @@
+"""The ``fastbp`` command: ``fastbp demo``, ``fastbp warmup``, ``fastbp info``.
+
+``main(argv)`` returns the exit status: 0 on success, 1 when a command fails
+(the demo missing its accuracy bar included), 2 for bad command-line
+arguments (argparse's convention), 130 when interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+DEMO_HIDDEN = (128, 64)
+
+
+class CommandError(Exception):
+    """A command failed in a way the user can act on; main prints it and exits 1."""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    parser = argparse.ArgumentParser(
+        prog="fastbp",
+        description="fastbp: fast neural-network training on the CPU with Numba-compiled kernels.")
+    parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    demo = sub.add_parser(
+        "demo", help="train an MLP on the bundled 8x8 digits and report test accuracy and speed",
+        description="Train a 64-128-64-10 ReLU MLP (Adam, softmax cross-entropy, batch 32) on "
+                    "the UCI handwritten digits that ship with fastbp, holding out a stratified "
+                    "20%% test split, and print the test accuracy and training steps per second.")
+    demo.add_argument("--epochs", type=int, default=30, help="passes over the training set "
+                      "(default: %(default)s)")
+    demo.add_argument("--threads", type=int, default=None,
+                      help="threads for fastbp's kernels and BLAS (default: numba's, all cores)")
+    demo.add_argument("--seed", type=int, default=0,
+                      help="seeds the split, the initial weights and the shuffling "
+                           "(default: %(default)s)")
+    demo.add_argument("--batch-size", type=int, default=32, help="minibatch size "
+                      "(default: %(default)s)")
+    demo.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                      help="(default: %(default)s)")
+    demo.add_argument("--min-accuracy", type=float, default=0.95,
+                      help="exit with status 1 when the test accuracy is below this "
+                           "(default: %(default)s; 0 turns the check off)")
+    demo.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    demo.set_defaults(run=_demo)
+
+    warm = sub.add_parser(
+        "warmup", help="compile (or load from the cache) every kernel fastbp's engine uses",
+        description="Compile every kernel of the training engine for float32 and float64 and "
+                    "every loss, so that later programs start from numba's cache.")
+    warm.add_argument("--dtype", choices=("float32", "float64", "both"), default="both",
+                      help="(default: %(default)s)")
+    warm.add_argument("--threads", type=int, default=None, help="threads to warm up with")
+    warm.set_defaults(run=_warmup)
+
+    info = sub.add_parser(
+        "info", help="print versions, threads, the kernel cache and the BLAS in use",
+        description="Print fastbp's version, numba's threads and threading layer, where the "
+                    "compiled kernels are cached and which BLAS libraries are loaded.")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``fastbp`` command line; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    from .model import DivergenceError
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("fastbp: interrupted", file=sys.stderr)
+        return 130
+    except (CommandError, DivergenceError, ValueError, TypeError, OSError) as exc:
+        print(f"fastbp {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        from .threads import set_num_threads
+        set_num_threads(threads)
+
+
+# -- demo -------------------------------------------------------------------------------------
+class _EpochPrinter:
+    """A fit() callback that prints one line per epoch."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int):
+        self.epochs = epochs
+        self.steps = steps_per_epoch
+        self.model = None
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def on_train_begin(self) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        width = len(str(self.epochs))
+        seconds = logs["time"]
+        print(f"epoch {epoch + 1:>{width}}/{self.epochs}  loss {logs['loss']:.4f}  "
+              f"{seconds * 1e3:7.1f} ms  ({self.steps / seconds:,.0f} steps/s)", flush=True)
+
+    def on_train_end(self) -> None:
+        pass
+
+
+def _demo_model(dtype: str, seed: int):
+    from .layers import Dense
+    from .model import Sequential
+    from .optim import Adam
+    widths = (64,) + DEMO_HIDDEN
+    layers = [Dense(a, b, activation="relu") for a, b in zip(widths[:-1], widths[1:])]
+    layers.append(Dense(widths[-1], 10))
+    model = Sequential(layers, dtype=dtype, seed=seed)
+    model.compile(optimizer=Adam(lr=1e-3), loss="softmax_cross_entropy")
+    return model
+
+
+def _demo(args) -> int:
+    from . import __version__
+    from .datasets import load_digits, train_test_split
+    from .threads import get_num_threads
+    if args.epochs < 1:
+        raise CommandError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.seed < 0:
+        raise CommandError(f"--seed must be >= 0, got {args.seed}")
+    _set_threads(args.threads)
+
+    X, y = load_digits(args.dtype)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, seed=args.seed)
+    # Pixels are counts from 0 to 16: scale them to [0, 1].
+    X_train /= 16.0
+    X_test /= 16.0
+    steps = -(-X_train.shape[0] // args.batch_size)
+    arch = "-".join(str(w) for w in (64,) + DEMO_HIDDEN + (10,))
+    print(f"fastbp {__version__} demo: UCI 8x8 digits, {X_train.shape[0]} training and "
+          f"{X_test.shape[0]} test images (stratified split, seed {args.seed})")
+    print(f"model: {arch} ReLU MLP, {args.dtype}, Adam(lr=1e-3), softmax cross-entropy, "
+          f"batch {args.batch_size}, {args.epochs} epoch(s) of {steps} steps, "
+          f"{get_num_threads()} thread(s)")
+
+    # numba compiles the kernels on first use (minutes with an empty cache, about a
+    # second from the cache); do it on a throwaway model so the timing below is training.
+    t0 = time.perf_counter()
+    spare = _demo_model(args.dtype, args.seed)
+    spare.fit(X_train[:2 * args.batch_size], y_train[:2 * args.batch_size], epochs=1,
+              batch_size=args.batch_size, seed=args.seed)
+    spare.evaluate(X_test, y_test)
+    print(f"kernels ready in {time.perf_counter() - t0:.1f} s (compiled or loaded from the "
+          f"cache)", flush=True)
+
+    model = _demo_model(args.dtype, args.seed)
+    callbacks = [] if args.quiet else [_EpochPrinter(args.epochs, steps)]
+    t0 = time.perf_counter()
+    history = model.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                        shuffle=True, seed=args.seed, callbacks=callbacks)
+    wall = time.perf_counter() - t0
+    n_steps = steps * len(history.epoch)
+    metrics = model.evaluate(X_test, y_test)
+    accuracy = metrics["accuracy"]
+    print(f"test accuracy: {accuracy:.2%} ({round(accuracy * X_test.shape[0])}/"
+          f"{X_test.shape[0]}), test loss {metrics['loss']:.4f}")
+    print(f"training: {n_steps} steps in {wall:.2f} s = {n_steps / wall:,.0f} steps/s "
+          f"({wall / n_steps * 1e6:.0f} us/step, fit() wall time)")
+    if accuracy < args.min_accuracy:
+        raise CommandError(f"test accuracy {accuracy:.2%} is below --min-accuracy "
+                           f"{args.min_accuracy:.2%} (train longer with --epochs, or pass "
+                           f"--min-accuracy 0 to skip the check)")
+    return 0
+
+
+# -- warmup ----------------------------------------------------------------------------------
+def _warmup(args) -> int:
+    from .warmup import cache_dir, warmup
+    _set_threads(args.threads)
+    dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
+    print(f"compiling fastbp's kernels for {', '.join(dtypes)} (minutes with an empty cache)",
+          flush=True)
+    t0 = time.perf_counter()
+    warmup(dtypes=dtypes, verbose=True)
+    print(f"done in {time.perf_counter() - t0:.1f} s; cache: {cache_dir()}")
+    return 0
+
+
+# -- info ------------------------------------------------------------------------------------
+def _threading_layer() -> str:
+    import numba
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        pass
+    try:
+        # Starting numba's thread pool picks the layer without compiling anything.
+        from numba.np.ufunc import parallel
+        parallel._launch_threads()
+        return numba.threading_layer()
+    except Exception as exc:  # a private numba API: report rather than fail
+        return f"unknown ({type(exc).__name__}: {exc})"
+
+
+def _cache_summary(path: str) -> str:
+    if not os.path.isdir(path):
+        return "empty (the folder does not exist yet)"
+    files = [f for f in os.listdir(path) if f.endswith((".nbi", ".nbc"))]
+    size = sum(os.path.getsize(os.path.join(path, f)) for f in files)
+    return f"{len(files)} files, {size / 2**20:.1f} MiB"
+
+
+def _info(args) -> int:
+    import numba
+    import scipy
+
+    from . import __version__
+    from .threads import _load_blas, get_num_threads
+    from .warmup import cache_dir
+    print(f"fastbp      {__version__}  ({os.path.dirname(os.path.abspath(__file__))})")
+    print(f"python      {platform.python_version()}  ({sys.executable})")
+    print(f"numpy       {np.__version__}")
+    print(f"scipy       {scipy.__version__}")
+    print(f"numba       {numba.__version__}")
+    print(f"platform    {platform.platform()}, {os.cpu_count()} logical CPUs")
+    print(f"threads     {get_num_threads()} in use, NUMBA_NUM_THREADS="
+          f"{numba.config.NUMBA_NUM_THREADS}")
+    print(f"threading   {_threading_layer()} (requested: {numba.config.THREADING_LAYER})")
+    cache = cache_dir()
+    print(f"cache dir   {cache}")
+    print(f"cache       {_cache_summary(cache)}")
+    for name in ("NUMBA_NUM_THREADS", "NUMBA_CACHE_DIR", "NUMBA_THREADING_LAYER",
+                 "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        if name in os.environ:
+            print(f"env         {name}={os.environ[name]}")
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        print("blas        threadpoolctl is not installed")
+        return 0
+    _load_blas()
+    pools = threadpool_info()
+    if not pools:
+        print("blas        no thread pool found by threadpoolctl")
+    for pool in pools:
+        detail = ", ".join(f"{k} {pool[k]}" for k in ("version", "threading_layer",
+                                                      "architecture") if pool.get(k))
+        print(f"{pool['user_api']:<11} {pool['internal_api']} ({detail}), "
+              f"{pool['num_threads']} threads: {pool['filepath']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
