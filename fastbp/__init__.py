@@ -11,6 +11,9 @@ from .io import load
 from .model import DivergenceError, History, Sequential
 from .threads import get_num_threads, set_num_threads
 from .warmup import cache_dir, warmup
+from . import _cache
+
+_cache.ensure_fresh()
 
 __version__ = "0.1.0"
 

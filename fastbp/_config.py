@@ -21,10 +21,15 @@ jit = numba.njit(**JIT_OPTIONS)
 jit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
 jit_inline = numba.njit(inline="never", **JIT_OPTIONS)
 
-#: Element count below which a GEMM is done by the hand-written loops instead
-#: of BLAS (``np.dot`` inside ``@njit``): below it the BLAS call overhead and
-#: packing cost more than the arithmetic.  Measured in benchmarks/bench_gemm.
+#: Multiply-adds (batch * n_in * n_out) below which a product is done by the
+#: hand-written loops instead of BLAS (``np.dot`` inside ``@njit``): below it
+#: the BLAS call and its packing cost more than the arithmetic.
 SMALL_GEMM_WORK = 1 << 16
+
+#: Layers with fewer outputs than this are "narrow": their small products use
+#: dot products over n_in on a transposed copy of W, up to SMALL_NARROW_WORK.
+NARROW = 16
+SMALL_NARROW_WORK = 1 << 18
 
 #: Element count below which elementwise work and small GEMMs run serially: a
 #: ``prange`` region costs a few microseconds to start.

@@ -53,7 +53,7 @@ def gradcheck(model, x, y, eps: float = 1e-6, max_per_array: int = 256, seed: in
     def loss_at():
         if m._table is not None:
             return _engine.loss_only(m._table, m._ftable, m.params, x, yf, yi, m._acts, m._gbuf,
-                                     m._row_loss, m.loss.code, parallel_enabled())
+                                     m._scratch, m._row_loss, m.loss.code, parallel_enabled())
         out = m._forward_layers(x, False)
         from .kernels.losses import loss_and_grad
         g = np.empty_like(out)

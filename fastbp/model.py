@@ -16,6 +16,7 @@ import numpy as np
 
 from . import losses as _losses
 from . import optim as _optim
+from ._config import NARROW
 from ._validation import check_dtype, check_features, check_int
 from .kernels import engine as _engine
 from .kernels.losses import loss_and_grad, loss_sum_and_correct
@@ -119,6 +120,9 @@ class Sequential:
         self.loss: _losses.Loss | None = None
         self.fused = False
         self._capacity = 0
+        narrow = [l.n_in * l.n_out for l in self.layers
+                  if l.kind == _engine.DENSE and l.n_out < NARROW]
+        self._scratch = np.empty(max(narrow + [1]), dtype=self.dtype)
         self._rng_step = np.zeros(1, dtype=np.int64)
         self._dropout_seed = self.seed
         self._shuffle_rng = np.random.default_rng([self.seed, 1])
@@ -205,7 +209,7 @@ class Sequential:
         if self.fused:
             return _engine.train_step(
                 self._table, self._ftable, self.params, self.grads, x, yf, yi, self._acts,
-                self._gbuf, self._row_loss, self.loss.code, opt.code, opt.hyperparams(),
+                self._gbuf, self._scratch, self._row_loss, self.loss.code, opt.code, opt.hyperparams(),
                 opt.state, opt.step, self._rng_step, lr, opt.clip_value, self._dropout_seed,
                 training, update, parallel_enabled())
         return self._layers_step(x, yf, yi, lr, training, update)
@@ -311,10 +315,11 @@ class Sequential:
         for cb in callbacks:
             cb.set_model(self)
             cb.on_train_begin()
-        for epoch in range(epochs):
+        if not callbacks and validation_data is None and verbose == 0:
+            self._fit_silent(X, yf, yi, epochs, batch_size, shuffle, schedule, sizes, history)
+        for epoch in range(len(history.epoch), epochs):
             t0 = time.perf_counter()
-            perm = self._shuffle_rng.permutation(n) if shuffle else np.arange(n)
-            perm = perm.astype(np.int64)
+            perm = self._permutation(n, shuffle)
             lrs = self._learning_rates(schedule, epoch, n_batches)
             done, status = self._run_epoch(X, yf, yi, perm, batch_size, lrs, losses)
             if status:
@@ -338,13 +343,55 @@ class Sequential:
             cb.on_train_end()
         return history
 
-    def _learning_rates(self, schedule, epoch, n_batches):
+    def _permutation(self, n, shuffle):
+        return self._shuffle_rng.permutation(n) if shuffle else np.arange(n, dtype=np.int64)
+
+    def _fit_silent(self, X, yf, yi, epochs, batch_size, shuffle, schedule, sizes, history):
+        """All epochs in as few compiled calls as memory allows (no per-epoch hooks)."""
+        n = X.shape[0]
+        n_batches = sizes.shape[0]
+        group = max(1, min(epochs, (1 << 22) // n))
+        epoch = 0
+        while epoch < epochs:
+            count = min(group, epochs - epoch)
+            t0 = time.perf_counter()
+            perms = np.stack([self._permutation(n, shuffle) for _ in range(count)])
+            lrs = np.stack([self._learning_rates(schedule, epoch + e, n_batches, e * n_batches)
+                            for e in range(count)])
+            losses = np.zeros((count, n_batches))
+            if self.fused:
+                opt = self.optimizer
+                done, step, status = _engine.train_epochs(
+                    self._table, self._ftable, self.params, self.grads, X, yf, yi, perms,
+                    batch_size, lrs, self._xb, self._ybf, self._ybi, self._acts, self._gbuf,
+                    self._scratch, self._row_loss, self.loss.code, opt.code, opt.hyperparams(),
+                    opt.state, opt.step, self._rng_step, opt.clip_value, self._dropout_seed,
+                    parallel_enabled(), losses)
+            else:
+                done, step, status = count, 0, 0
+                for e in range(count):
+                    step, status = self._run_epoch(X, yf, yi, perms[e], batch_size, lrs[e],
+                                                   losses[e])
+                    if status:
+                        done = e
+                        break
+            elapsed = (time.perf_counter() - t0) / count
+            for e in range(int(done)):
+                history.append(epoch + e, {"loss": float(np.dot(losses[e], sizes) / n),
+                                           "lr": float(lrs[e, -1]), "time": elapsed})
+            if status:
+                e = epoch + int(done)
+                raise DivergenceError(_divergence_message(
+                    status, losses[int(done), int(step)], e, int(step)), e, int(step))
+            epoch += count
+
+    def _learning_rates(self, schedule, epoch, n_batches, offset=0):
         base = self.optimizer.lr
         if schedule is None:
             return np.full(n_batches, base)
         if schedule.per == "epoch":
             return np.full(n_batches, schedule(epoch, base))
-        t0 = int(self.optimizer.step[0])
+        t0 = int(self.optimizer.step[0]) + offset
         return np.array([schedule(t0 + s, base) for s in range(n_batches)])
 
     def _run_epoch(self, X, yf, yi, perm, batch_size, lrs, losses):
@@ -352,7 +399,8 @@ class Sequential:
         if self.fused:
             done, status = _engine.train_epoch(
                 self._table, self._ftable, self.params, self.grads, X, yf, yi, perm, batch_size,
-                lrs, self._xb, self._ybf, self._ybi, self._acts, self._gbuf, self._row_loss,
+                lrs, self._xb, self._ybf, self._ybi, self._acts, self._gbuf, self._scratch,
+                self._row_loss,
                 self.loss.code, opt.code, opt.hyperparams(), opt.state, opt.step, self._rng_step,
                 opt.clip_value, self._dropout_seed, parallel_enabled(), losses)
             return int(done), int(status)
@@ -379,7 +427,7 @@ class Sequential:
         self._workspace(batch_size)
         out = np.empty((X.shape[0], self.n_out), dtype=self.dtype)
         if self._table is not None:
-            _engine.predict(self._table, self._ftable, self.params, X, out, self._acts,
+            _engine.predict(self._table, self._ftable, self.params, X, out, self._acts, self._scratch,
                             batch_size, parallel_enabled())
         else:
             for s in range(0, X.shape[0], batch_size):
@@ -401,7 +449,8 @@ class Sequential:
         code = self.loss.code
         if self._table is not None:
             total, correct = _engine.evaluate(self._table, self._ftable, self.params, X, yf, yi,
-                                              code, self._acts, self._gbuf, batch_size,
+                                              code, self._acts, self._gbuf, self._scratch,
+                                              batch_size,
                                               parallel_enabled())
         else:
             total, correct = 0.0, 0

@@ -7,105 +7,179 @@ Backward:  delta = g * f'(z)          (g = dL/da, the upstream gradient)
 
 Shapes: x (batch, n_in), W (n_in, n_out), b (n_out,), a and g (batch, n_out).
 
-Small products run as hand-written loops (vectorised over the output row);
-large ones go to BLAS through ``np.dot`` with an ``out`` argument, so
-nothing is allocated.  The split is at ``SMALL_GEMM_WORK`` multiply-adds.
+Three ways to multiply, chosen by shape (measured in benchmarks/bench_kernels):
+
+* large products (``batch * n_in * n_out >= SMALL_GEMM_WORK``) go to BLAS
+  through ``np.dot`` with an ``out`` argument, so nothing is allocated;
+* small, wide products (n_out >= NARROW) run as "axpy" loops: an output row
+  is built as a sum of rows of W, four at a time, so the inner loop runs over
+  contiguous memory and LLVM vectorises it;
+* small, narrow products (n_out < NARROW, such as a 5- or 10-class output
+  layer) would leave those inner loops too short, so the forward product and
+  the input gradient work on a transposed copy of W kept in ``scratch``;
+* the weight gradient of a small product is a sum of outer products, one
+  sample (two per pass) at a time, which keeps each row of dW in L1.
+
+Every sum is taken in a fixed order, so results do not depend on threads.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from .._config import PARALLEL_MIN_WORK, SMALL_GEMM_WORK, jit, jit_parallel
+from .._config import NARROW, SMALL_GEMM_WORK, SMALL_NARROW_WORK, jit
 from .elementwise import activate_row, bias_activate, column_sums, scale_by_derivative
 
 
 @jit
-def _forward_row(x_row, W, b, out_row, act, slope):
-    n_in, n_out = W.shape
-    for j in range(n_out):
-        out_row[j] = b[j]
-    for k in range(n_in):
-        xk = x_row[k]
-        w = W[k]
-        for j in range(n_out):
-            out_row[j] += xk * w[j]
-    activate_row(out_row, act, slope)
+def combine_rows(coef, M, out_row, accumulate):
+    """out_row (+)= sum_k coef[k] * M[k, :], four rows of M per pass over out_row.
+
+    coef : (K,) float (may be strided); M : (K, n) float; out_row : (n,) float.
+    """
+    K = coef.shape[0]
+    n = out_row.shape[0]
+    if not accumulate:
+        for j in range(n):
+            out_row[j] = 0
+    k = 0
+    while k + 4 <= K:
+        a0 = coef[k]
+        a1 = coef[k + 1]
+        a2 = coef[k + 2]
+        a3 = coef[k + 3]
+        m0 = M[k]
+        m1 = M[k + 1]
+        m2 = M[k + 2]
+        m3 = M[k + 3]
+        for j in range(n):
+            out_row[j] += (a0 * m0[j] + a1 * m1[j]) + (a2 * m2[j] + a3 * m3[j])
+        k += 4
+    while k < K:
+        a0 = coef[k]
+        m0 = M[k]
+        for j in range(n):
+            out_row[j] += a0 * m0[j]
+        k += 1
 
 
 @jit
-def _input_grad_row(g_row, W, out_row):
-    n_in, n_out = W.shape
-    for k in range(n_in):
-        w = W[k]
-        s = g_row.dtype.type(0)
-        for j in range(n_out):
-            s += g_row[j] * w[j]
-        out_row[k] = s
+def dot(u, v):
+    """sum_k u[k] v[k] for two contiguous rows of equal length."""
+    s = u.dtype.type(0)
+    for k in range(u.shape[0]):
+        s += u[k] * v[k]
+    return s
 
 
 @jit
-def _weight_grad_row(x, g, k, dW_row):
-    # dW[k, :] = sum_i x[i, k] g[i, :], rows i added in order.
-    m, n_out = g.shape
-    for j in range(n_out):
-        dW_row[j] = 0
-    for i in range(m):
-        xik = x[i, k]
-        gi = g[i]
+def transpose_into(A, out):
+    """out[j, i] <- A[i, j].  A : (r, c); out : (c, r)."""
+    r, c = A.shape
+    for i in range(r):
+        for j in range(c):
+            out[j, i] = A[i, j]
+
+
+@jit
+def outer_sum(x, g, dW):
+    """dW <- x^T g = sum_i outer(x_i, g_i), two samples per pass over dW's rows.
+
+    x : (batch, n_in); g : (batch, n_out); dW : (n_in, n_out).  Each dW row stays
+    in L1 while it is updated; samples are added in order.
+    """
+    m, n_in = x.shape
+    n_out = g.shape[1]
+    for k in range(n_in):
+        row = dW[k]
         for j in range(n_out):
-            dW_row[j] += xik * gi[j]
+            row[j] = 0
+    i = 0
+    while i + 2 <= m:
+        g0 = g[i]
+        g1 = g[i + 1]
+        for k in range(n_in):
+            a0 = x[i, k]
+            a1 = x[i + 1, k]
+            row = dW[k]
+            for j in range(n_out):
+                row[j] += a0 * g0[j] + a1 * g1[j]
+        i += 2
+    if i < m:
+        g0 = g[i]
+        for k in range(n_in):
+            a0 = x[i, k]
+            row = dW[k]
+            for j in range(n_out):
+                row[j] += a0 * g0[j]
 
 
-@jit_parallel
-def dense_forward(x, W, b, out, act, slope, parallel):
+@jit
+def _narrow(n_out, work):
+    return n_out < NARROW and work < SMALL_NARROW_WORK
+
+
+@jit
+def dense_forward(x, W, b, out, act, slope, scratch, parallel):
     """out <- f(x W + b).
 
     x : float (batch, n_in); W : float (n_in, n_out); b : float (n_out,);
-    out : float (batch, n_out), written.  act : activation code; slope : leaky-ReLU slope.
+    out : float (batch, n_out), written; act : activation code; slope : leaky-ReLU
+    slope; scratch : float (>= n_in * n_out,) workspace for narrow layers.
     """
     m = x.shape[0]
-    work = m * W.shape[0] * W.shape[1]
-    if work < SMALL_GEMM_WORK:
-        if parallel and work >= PARALLEL_MIN_WORK:
-            for i in prange(m):
-                _forward_row(x[i], W, b, out[i], act, slope)
-        else:
-            for i in range(m):
-                _forward_row(x[i], W, b, out[i], act, slope)
+    n_in, n_out = W.shape
+    work = m * n_in * n_out
+    if _narrow(n_out, work):
+        Wt = scratch[:n_in * n_out].reshape((n_out, n_in))
+        transpose_into(W, Wt)
+        for i in range(m):
+            xi = x[i]
+            oi = out[i]
+            for j in range(n_out):
+                oi[j] = b[j] + dot(xi, Wt[j])
+            activate_row(oi, act, slope)
+    elif work < SMALL_GEMM_WORK:
+        for i in range(m):
+            oi = out[i]
+            combine_rows(x[i], W, oi, False)
+            for j in range(n_out):
+                oi[j] += b[j]
+            activate_row(oi, act, slope)
     else:
         np.dot(x, W, out)
         bias_activate(out, b, act, slope, parallel)
 
 
-@jit_parallel
-def dense_backward(x, a, W, g, dW, db, g_in, act, slope, need_input_grad, parallel):
+@jit
+def dense_backward(x, a, W, g, dW, db, g_in, act, slope, need_input_grad, scratch, parallel):
     """Backward of a = f(x W + b).
 
     x : (batch, n_in) input; a : (batch, n_out) stored output; W : (n_in, n_out);
     g : (batch, n_out) upstream gradient dL/da, overwritten with delta = dL/dz;
     dW : (n_in, n_out) and db : (n_out,), written; g_in : (batch, n_in), written
-    with dL/dx when need_input_grad.
+    with dL/dx when need_input_grad; scratch : float (>= n_in n_out,) for
+    narrow layers.
     """
     m = x.shape[0]
     n_in, n_out = W.shape
     scale_by_derivative(g, a, act, slope, parallel)
     column_sums(g, db)
     work = m * n_in * n_out
-    if work < SMALL_GEMM_WORK:
-        if parallel and work >= PARALLEL_MIN_WORK:
-            for k in prange(n_in):
-                _weight_grad_row(x, g, k, dW[k])
-        else:
-            for k in range(n_in):
-                _weight_grad_row(x, g, k, dW[k])
+    if _narrow(n_out, work):
+        outer_sum(x, g, dW)
         if need_input_grad:
-            if parallel and work >= PARALLEL_MIN_WORK:
-                for i in prange(m):
-                    _input_grad_row(g[i], W, g_in[i])
-            else:
-                for i in range(m):
-                    _input_grad_row(g[i], W, g_in[i])
+            Wt = scratch[:n_in * n_out].reshape((n_out, n_in))
+            transpose_into(W, Wt)
+            for i in range(m):
+                combine_rows(g[i], Wt, g_in[i], False)
+    elif work < SMALL_GEMM_WORK:
+        outer_sum(x, g, dW)
+        if need_input_grad:
+            for i in range(m):
+                gi = g[i]
+                gini = g_in[i]
+                for k in range(n_in):
+                    gini[k] = dot(gi, W[k])
     else:
         np.dot(x.T, g, dW)
         if need_input_grad:

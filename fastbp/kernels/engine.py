@@ -12,7 +12,8 @@ the on-disk cache (``cache=True``) holds it across processes:
 Workspaces, all allocated once per batch size by the model:
 ``acts`` : flat (batch * sum of layer widths,) layer outputs, layer after layer;
 ``gbuf`` : flat (2 * batch * widest layer,) two halves that take turns holding
-the gradient flowing down; ``row_loss`` : float64 (batch,).
+the gradient flowing down; ``row_loss`` : float64 (batch,); ``scratch`` :
+(2 * n_in * n_out of the largest narrow layer,) for the dense kernels.
 
 ``opt_step`` : int64 (1,) the optimizer's step count; ``rng_step`` : int64 (1,)
 the count of training-mode forward passes, which keys the dropout masks.
@@ -40,7 +41,7 @@ SLOPE, P = 0, 1
 
 
 @jit
-def forward(table, ftable, params, x, acts, seed, drop_step, training, parallel):
+def forward(table, ftable, params, x, acts, scratch, seed, drop_step, training, parallel):
     """Run every layer on x (batch, n_in); returns the last layer's output, a view of acts."""
     m = x.shape[0]
     inp = x
@@ -54,7 +55,7 @@ def forward(table, ftable, params, x, acts, seed, drop_step, training, parallel)
             bo = table[l, B_OFF]
             W = params[wo:wo + n_in * n_out].reshape((n_in, n_out))
             dense_forward(inp, W, params[bo:bo + n_out], out, table[l, ACT], ftable[l, SLOPE],
-                          parallel)
+                          scratch, parallel)
         else:
             p = ftable[l, P]
             if training and p > 0:
@@ -67,7 +68,8 @@ def forward(table, ftable, params, x, acts, seed, drop_step, training, parallel)
 
 
 @jit
-def backward(table, ftable, params, grads, x, acts, gbuf, seed, drop_step, training, parallel):
+def backward(table, ftable, params, grads, x, acts, gbuf, scratch, seed, drop_step, training,
+             parallel):
     """Backpropagate the gradient held in gbuf's first half (dL/d output of the last
     layer) down to every parameter gradient in ``grads``."""
     m = x.shape[0]
@@ -96,7 +98,7 @@ def backward(table, ftable, params, grads, x, acts, gbuf, seed, drop_step, train
             W = params[wo:wo + n_in * n_out].reshape((n_in, n_out))
             dW = grads[wo:wo + n_in * n_out].reshape((n_in, n_out))
             dense_backward(inp, a, W, g, dW, grads[bo:bo + n_out], g_in, table[l, ACT],
-                           ftable[l, SLOPE], l > first_dense, parallel)
+                           ftable[l, SLOPE], l > first_dense, scratch, parallel)
         else:
             p = ftable[l, P]
             if training and p > 0:
@@ -108,7 +110,7 @@ def backward(table, ftable, params, grads, x, acts, gbuf, seed, drop_step, train
 
 
 @jit
-def train_step(table, ftable, params, grads, x, yf, yi, acts, gbuf, row_loss, loss_code,
+def train_step(table, ftable, params, grads, x, yf, yi, acts, gbuf, scratch, row_loss, loss_code,
                opt_code, hp, state, opt_step, rng_step, lr, clip_norm, seed, training, update,
                parallel):
     """One minibatch step.  x : (batch, n_in); yf : float targets (batch, n_out) or a
@@ -116,13 +118,14 @@ def train_step(table, ftable, params, grads, x, yf, yi, acts, gbuf, row_loss, lo
     gradients are computed (gradcheck, the per-layer comparison)."""
     m = x.shape[0]
     drop_step = rng_step[0]
-    out = forward(table, ftable, params, x, acts, seed, drop_step, training, parallel)
+    out = forward(table, ftable, params, x, acts, scratch, seed, drop_step, training, parallel)
     n_last = out.shape[1]
     g = gbuf[0:m * n_last].reshape((m, n_last))
     loss = loss_and_grad(loss_code, out, yf, yi, g, row_loss, parallel)
     if not math.isfinite(loss):
         return loss, 1
-    backward(table, ftable, params, grads, x, acts, gbuf, seed, drop_step, training, parallel)
+    backward(table, ftable, params, grads, x, acts, gbuf, scratch, seed, drop_step, training,
+             parallel)
     sq = squared_norm(grads, parallel)
     if not math.isfinite(sq):
         return loss, 2
@@ -155,7 +158,7 @@ def gather_labels(src, idx, start, dst):
 
 @jit
 def train_epoch(table, ftable, params, grads, X, Yf, Yi, perm, batch_size, lrs, xb, ybf, ybi,
-                acts, gbuf, row_loss, loss_code, opt_code, hp, state, opt_step, rng_step, clip_norm,
+                acts, gbuf, scratch, row_loss, loss_code, opt_code, hp, state, opt_step, rng_step, clip_norm,
                 seed, parallel, losses):
     """All minibatches of one epoch in one call.
 
@@ -179,7 +182,7 @@ def train_epoch(table, ftable, params, grads, X, Yf, Yi, perm, batch_size, lrs, 
             ym = ybf
             gather_labels(Yi, perm, start, ybi[:m])
         loss, status = train_step(table, ftable, params, grads, xm, ym, ybi[:m], acts, gbuf,
-                                  row_loss, loss_code, opt_code, hp, state, opt_step, rng_step, lrs[s],
+                                  scratch, row_loss, loss_code, opt_code, hp, state, opt_step, rng_step, lrs[s],
                                   clip_norm, seed, True, True, parallel)
         losses[s] = loss
         if status != 0:
@@ -188,17 +191,38 @@ def train_epoch(table, ftable, params, grads, X, Yf, Yi, perm, batch_size, lrs, 
 
 
 @jit
-def predict(table, ftable, params, X, out, acts, batch_size, parallel):
+def train_epochs(table, ftable, params, grads, X, Yf, Yi, perms, batch_size, lrs, xb, ybf, ybi,
+                 acts, gbuf, scratch, row_loss, loss_code, opt_code, hp, state, opt_step,
+                 rng_step, clip_norm, seed, parallel, losses):
+    """Several epochs in one call (fit without per-epoch callbacks).
+
+    perms : int64 (epochs, N) the sample order of each epoch; lrs, losses :
+    float64 (epochs, n_batches).  Returns (epochs done, steps done in the
+    failing epoch, status).
+    """
+    for e in range(perms.shape[0]):
+        done, status = train_epoch(table, ftable, params, grads, X, Yf, Yi, perms[e], batch_size,
+                                   lrs[e], xb, ybf, ybi, acts, gbuf, scratch, row_loss, loss_code,
+                                   opt_code, hp, state, opt_step, rng_step, clip_norm, seed,
+                                   parallel, losses[e])
+        if status != 0:
+            return e, done, status
+    return perms.shape[0], 0, 0
+
+
+@jit
+def predict(table, ftable, params, X, out, acts, scratch, batch_size, parallel):
     """out <- the last layer's output for every row of X, batch by batch."""
     n = X.shape[0]
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
-        o = forward(table, ftable, params, X[start:stop], acts, 0, 0, False, parallel)
+        o = forward(table, ftable, params, X[start:stop], acts, scratch, 0, 0, False, parallel)
         out[start:stop] = o
 
 
 @jit
-def evaluate(table, ftable, params, X, Yf, Yi, loss_code, acts, gbuf, batch_size, parallel):
+def evaluate(table, ftable, params, X, Yf, Yi, loss_code, acts, gbuf, scratch, batch_size,
+             parallel):
     """(summed loss, number correct) over X, batch by batch, in inference mode."""
     n = X.shape[0]
     use_float_targets = Yf.shape[0] == X.shape[0]
@@ -207,7 +231,7 @@ def evaluate(table, ftable, params, X, Yf, Yi, loss_code, acts, gbuf, batch_size
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         m = stop - start
-        o = forward(table, ftable, params, X[start:stop], acts, 0, 0, False, parallel)
+        o = forward(table, ftable, params, X[start:stop], acts, scratch, 0, 0, False, parallel)
         k = o.shape[1]
         scratch = gbuf[0:m * k].reshape((m, k))
         if use_float_targets:
@@ -220,10 +244,11 @@ def evaluate(table, ftable, params, X, Yf, Yi, loss_code, acts, gbuf, batch_size
 
 
 @jit
-def loss_only(table, ftable, params, x, yf, yi, acts, gbuf, row_loss, loss_code, parallel):
+def loss_only(table, ftable, params, x, yf, yi, acts, gbuf, scratch, row_loss, loss_code,
+              parallel):
     """The batch-mean loss in inference mode (gradcheck's numeric side)."""
     m = x.shape[0]
-    out = forward(table, ftable, params, x, acts, 0, 0, False, parallel)
+    out = forward(table, ftable, params, x, acts, scratch, 0, 0, False, parallel)
     n_last = out.shape[1]
     g = gbuf[0:m * n_last].reshape((m, n_last))
     return loss_and_grad(loss_code, out, yf, yi, g, row_loss, parallel)

@@ -126,27 +126,30 @@ def apply_update(code, p, g, state, hp, lr, step, grad_scale, parallel):
                     hp[ADAM_DECOUPLED] != 0, step, grad_scale, parallel)
 
 
+@jit
+def _chunk_squares(g, start, stop):
+    s = 0.0
+    for i in range(start, stop):
+        v = float(g[i])
+        s += v * v
+    return s
+
+
 @jit_parallel
 def squared_norm(g, parallel):
     """sum g_i^2 in float64, by fixed chunks added in order (thread-count independent)."""
     n = g.shape[0]
     nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
-    partial = np.zeros(nchunks)
+    total = 0.0
     if parallel and n >= PARALLEL_MIN_WORK:
+        partial = np.empty(nchunks)
         for c in prange(nchunks):
-            s = 0.0
-            for i in range(c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK)):
-                s += float(g[i]) * float(g[i])
-            partial[c] = s
+            partial[c] = _chunk_squares(g, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK))
+        for c in range(nchunks):
+            total += partial[c]
     else:
         for c in range(nchunks):
-            s = 0.0
-            for i in range(c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK)):
-                s += float(g[i]) * float(g[i])
-            partial[c] = s
-    total = 0.0
-    for c in range(nchunks):
-        total += partial[c]
+            total += _chunk_squares(g, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK))
     return total
 
 

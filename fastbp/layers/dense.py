@@ -100,9 +100,16 @@ class Dense(Layer):
             self._ws[name] = buf
         return buf[:shape[0]]
 
+    def _scratch(self, dtype):
+        buf = self._ws.get("scratch")
+        if buf is None or buf.dtype != dtype:
+            buf = self._ws["scratch"] = np.empty(self.n_in * self.n_out, dtype=dtype)
+        return buf
+
     def forward(self, x, training):
         out = self._buffer("a", (x.shape[0], self.n_out), x.dtype)
-        dense_forward(x, self.W, self.b, out, self.act_code, self.slope, parallel_enabled())
+        dense_forward(x, self.W, self.b, out, self.act_code, self.slope, self._scratch(x.dtype),
+                      parallel_enabled())
         self._x = x
         self._a = out
         return out
@@ -113,7 +120,8 @@ class Dense(Layer):
         np.copyto(delta, g)
         g_in = self._buffer("g_in", (m, self.n_in), self._a.dtype)
         dense_backward(self._x, self._a, self.W, delta, self.dW, self.db, g_in, self.act_code,
-                       self.slope, self.need_input_grad, parallel_enabled())
+                       self.slope, self.need_input_grad, self._scratch(g_in.dtype),
+                       parallel_enabled())
         return g_in
 
     def get_config(self):
