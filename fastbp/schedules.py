@@ -63,4 +63,120 @@ class ExponentialDecay(Schedule):
         return {"k": self.k, "per": self.per}
 
 
-SCHEDULES = {"StepDecay": StepDecay, "ExponentialDecay": ExponentialDecay}
+class InverseTimeDecay(Schedule):
+    """lr_t = base_lr / (1 + base_lr * lam * t)  (Bottou's 1/t schedule, seed 003)."""
+
+    def __init__(self, lam: float, per: str = "step"):
+        super().__init__(per)
+        self.lam = check_float("InverseTimeDecay lam", lam, low=0.0)
+
+    def lr(self, t, base_lr):
+        return base_lr / (1.0 + base_lr * self.lam * t)
+
+    def get_config(self):
+        return {"lam": self.lam, "per": self.per}
+
+
+class CosineDecay(Schedule):
+    """lr_t = eta_min + (base_lr - eta_min) (1 + cos(pi t / T)) / 2 for t <= T, then eta_min.
+
+    (torch's CosineAnnealingLR over its first half-period; it does not restart.)
+    """
+
+    def __init__(self, T: int, eta_min: float = 0.0, per: str = "epoch"):
+        super().__init__(per)
+        self.T = check_int("CosineDecay T", T, 1)
+        self.eta_min = check_float("CosineDecay eta_min", eta_min, low=0.0)
+
+    def lr(self, t, base_lr):
+        if t >= self.T:
+            return self.eta_min
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * t / self.T)) / 2
+
+    def get_config(self):
+        return {"T": self.T, "eta_min": self.eta_min, "per": self.per}
+
+
+class LinearWarmup(Schedule):
+    """Linear warm-up, then another schedule.
+
+    For t < warmup: lr_t = base_lr * (start_factor + (1 - start_factor) * t / warmup).
+    Afterwards: ``then(t - warmup, base_lr)``, or base_lr when ``then`` is None.
+    The warm-up counts in the units of ``per``; ``then`` must count in the same units.
+    """
+
+    def __init__(self, warmup: int, then: Schedule | None = None, start_factor: float = 0.0,
+                 per: str = "step"):
+        super().__init__(per)
+        self.warmup = check_int("LinearWarmup warmup", warmup, 1)
+        self.start_factor = check_float("LinearWarmup start_factor", start_factor, low=0.0,
+                                        high=1.0)
+        if then is not None:
+            if not isinstance(then, Schedule):
+                raise TypeError(f"LinearWarmup then must be a Schedule or None, got {then!r}")
+            if then.per != per:
+                raise ValueError(f"LinearWarmup(per={per!r}) cannot be followed by a schedule "
+                                 f"that counts per {then.per!r}")
+        self.then = then
+
+    def lr(self, t, base_lr):
+        if t < self.warmup:
+            return base_lr * (self.start_factor + (1 - self.start_factor) * t / self.warmup)
+        return base_lr if self.then is None else self.then.lr(t - self.warmup, base_lr)
+
+    def get_config(self):
+        return {"warmup": self.warmup, "start_factor": self.start_factor, "per": self.per,
+                "then": None if self.then is None else
+                {"class": type(self.then).__name__, "config": self.then.get_config()}}
+
+
+class CyclicLR(Schedule):
+    """Cyclical learning rate (Smith 2017; torch's CyclicLR), between base_lr and max_lr.
+
+    cycle = floor(1 + t / (2 step_size)); x = |t / step_size - 2 cycle + 1|;
+    lr_t = base_lr + (max_lr - base_lr) max(0, 1 - x) scale, where scale is 1
+    ("triangular"), 1 / 2^(cycle - 1) ("triangular2") or gamma^t ("exp_range").
+    """
+
+    MODES = ("triangular", "triangular2", "exp_range")
+
+    def __init__(self, max_lr: float, step_size: int, mode: str = "triangular",
+                 gamma: float = 1.0, per: str = "step"):
+        super().__init__(per)
+        self.max_lr = check_float("CyclicLR max_lr", max_lr, low=0.0, low_open=True)
+        self.step_size = check_int("CyclicLR step_size", step_size, 1)
+        if mode not in self.MODES:
+            raise ValueError(f"CyclicLR mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+        self.gamma = check_float("CyclicLR gamma", gamma, low=0.0, low_open=True)
+
+    def lr(self, t, base_lr):
+        cycle = math.floor(1 + t / (2 * self.step_size))
+        x = abs(t / self.step_size - 2 * cycle + 1)
+        if self.mode == "triangular":
+            scale = 1.0
+        elif self.mode == "triangular2":
+            scale = 1.0 / (2.0 ** (cycle - 1))
+        else:
+            scale = self.gamma ** t
+        return base_lr + (self.max_lr - base_lr) * max(0.0, 1.0 - x) * scale
+
+    def get_config(self):
+        return {"max_lr": self.max_lr, "step_size": self.step_size, "mode": self.mode,
+                "gamma": self.gamma, "per": self.per}
+
+
+SCHEDULES = {"StepDecay": StepDecay, "ExponentialDecay": ExponentialDecay,
+             "InverseTimeDecay": InverseTimeDecay, "CosineDecay": CosineDecay,
+             "LinearWarmup": LinearWarmup, "CyclicLR": CyclicLR}
+
+
+def from_config(spec: dict) -> Schedule:
+    """Rebuild a schedule from {"class": name, "config": get_config()}."""
+    cls = SCHEDULES.get(spec.get("class")) if isinstance(spec, dict) else None
+    if cls is None:
+        raise ValueError(f"unknown schedule {spec!r}; known: {sorted(SCHEDULES)}")
+    config = dict(spec["config"])
+    if cls is LinearWarmup and config.get("then") is not None:
+        config["then"] = from_config(config["then"])
+    return cls(**config)

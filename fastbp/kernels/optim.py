@@ -19,10 +19,18 @@ from .._config import PARALLEL_MIN_WORK, REDUCE_CHUNK, jit, jit_parallel
 
 SGD = 0
 ADAM = 1
+ADAGRAD = 2
+RMSPROP = 3
+ADADELTA = 4
+YOGI = 5
 
 # Positions of the hyperparameters in the float64 array ``hp`` handed to the kernels.
 SGD_MOMENTUM, SGD_DAMPENING, SGD_NESTEROV, SGD_WEIGHT_DECAY = 0, 1, 2, 3
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS, ADAM_WEIGHT_DECAY, ADAM_AMSGRAD, ADAM_DECOUPLED = 0, 1, 2, 3, 4, 5
+ADAGRAD_LR_DECAY, ADAGRAD_EPS, ADAGRAD_WEIGHT_DECAY = 0, 1, 2
+RMSPROP_ALPHA, RMSPROP_EPS, RMSPROP_WEIGHT_DECAY, RMSPROP_MOMENTUM, RMSPROP_CENTERED = 0, 1, 2, 3, 4
+ADADELTA_RHO, ADADELTA_EPS, ADADELTA_WEIGHT_DECAY = 0, 1, 2
+YOGI_BETA1, YOGI_BETA2, YOGI_EPS, YOGI_WEIGHT_DECAY = 0, 1, 2, 3
 
 
 @jit
@@ -114,6 +122,124 @@ def adam_update(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, amsgrad, 
 
 
 @jit
+def _adagrad_chunk(p, g, acc, start, stop, clr, eps, weight_decay, grad_scale):
+    for i in range(start, stop):
+        d = g[i] * grad_scale
+        if weight_decay != 0:
+            d = d + weight_decay * p[i]
+        a = acc[i] + d * d
+        acc[i] = a
+        p[i] = p[i] - clr * (d / (math.sqrt(a) + eps))
+
+
+@jit_parallel
+def adagrad_update(p, g, acc, lr, lr_decay, eps, weight_decay, step, grad_scale, parallel):
+    """AdaGrad (torch.optim.Adagrad).  acc : float (n,) the running sum of squares."""
+    n = p.shape[0]
+    clr = lr / (1 + (step - 1) * lr_decay)
+    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
+    if parallel and n >= PARALLEL_MIN_WORK:
+        for c in prange(nchunks):
+            _adagrad_chunk(p, g, acc, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK), clr, eps,
+                           weight_decay, grad_scale)
+    else:
+        _adagrad_chunk(p, g, acc, 0, n, clr, eps, weight_decay, grad_scale)
+
+
+@jit
+def _rmsprop_chunk(p, g, sq, buf, gavg, start, stop, lr, alpha, eps, weight_decay, momentum,
+                   centered, grad_scale):
+    for i in range(start, stop):
+        d = g[i] * grad_scale
+        if weight_decay != 0:
+            d = d + weight_decay * p[i]
+        s = sq[i] * alpha + (1 - alpha) * d * d
+        sq[i] = s
+        if centered:
+            ga = gavg[i] + (1 - alpha) * (d - gavg[i])
+            gavg[i] = ga
+            avg = math.sqrt(s - ga * ga) + eps
+        else:
+            avg = math.sqrt(s) + eps
+        if momentum > 0:
+            b = buf[i] * momentum + d / avg
+            buf[i] = b
+            p[i] = p[i] - lr * b
+        else:
+            p[i] = p[i] - lr * (d / avg)
+
+
+@jit_parallel
+def rmsprop_update(p, g, sq, buf, gavg, lr, alpha, eps, weight_decay, momentum, centered,
+                   grad_scale, parallel):
+    """RMSProp (torch.optim.RMSprop), optionally centred and with momentum."""
+    n = p.shape[0]
+    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
+    if parallel and n >= PARALLEL_MIN_WORK:
+        for c in prange(nchunks):
+            _rmsprop_chunk(p, g, sq, buf, gavg, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK),
+                           lr, alpha, eps, weight_decay, momentum, centered, grad_scale)
+    else:
+        _rmsprop_chunk(p, g, sq, buf, gavg, 0, n, lr, alpha, eps, weight_decay, momentum,
+                       centered, grad_scale)
+
+
+@jit
+def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay, grad_scale):
+    for i in range(start, stop):
+        d = g[i] * grad_scale
+        if weight_decay != 0:
+            d = d + weight_decay * p[i]
+        s = sq[i] * rho + (1 - rho) * d * d
+        sq[i] = s
+        delta = math.sqrt(acc_delta[i] + eps) / math.sqrt(s + eps) * d
+        acc_delta[i] = acc_delta[i] * rho + (1 - rho) * delta * delta
+        p[i] = p[i] - lr * delta
+
+
+@jit_parallel
+def adadelta_update(p, g, sq, acc_delta, lr, rho, eps, weight_decay, grad_scale, parallel):
+    """Adadelta (torch.optim.Adadelta)."""
+    n = p.shape[0]
+    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
+    if parallel and n >= PARALLEL_MIN_WORK:
+        for c in prange(nchunks):
+            _adadelta_chunk(p, g, sq, acc_delta, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK),
+                            lr, rho, eps, weight_decay, grad_scale)
+    else:
+        _adadelta_chunk(p, g, sq, acc_delta, 0, n, lr, rho, eps, weight_decay, grad_scale)
+
+
+@jit
+def _yogi_chunk(p, g, m, v, start, stop, lr, beta1, beta2, eps, weight_decay, grad_scale):
+    for i in range(start, stop):
+        d = g[i] * grad_scale
+        if weight_decay != 0:
+            d = d + weight_decay * p[i]
+        mi = beta1 * m[i] + (1 - beta1) * d
+        d2 = d * d
+        diff = v[i] - d2
+        sign = 1.0 if diff > 0 else (-1.0 if diff < 0 else 0.0)
+        vi = v[i] - (1 - beta2) * sign * d2
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] - lr * mi / (math.sqrt(vi) + eps)
+
+
+@jit_parallel
+def yogi_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, grad_scale, parallel):
+    """Yogi (Zaheer et al. 2018, algorithm 2), without bias correction as in the paper."""
+    n = p.shape[0]
+    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
+    if parallel and n >= PARALLEL_MIN_WORK:
+        for c in prange(nchunks):
+            _yogi_chunk(p, g, m, v, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK), lr, beta1,
+                        beta2, eps, weight_decay, grad_scale)
+    else:
+        _yogi_chunk(p, g, m, v, 0, n, lr, beta1, beta2, eps, weight_decay, grad_scale)
+
+
+@jit
 def apply_update(code, p, g, state, hp, lr, step, grad_scale, parallel):
     """Dispatch one optimizer step.  state : float (k, n) rows of optimizer state;
     hp : float64 hyperparameters, laid out as the constants above."""
@@ -124,6 +250,19 @@ def apply_update(code, p, g, state, hp, lr, step, grad_scale, parallel):
         adam_update(p, g, state[0], state[1], state[2], lr, hp[ADAM_BETA1], hp[ADAM_BETA2],
                     hp[ADAM_EPS], hp[ADAM_WEIGHT_DECAY], hp[ADAM_AMSGRAD] != 0,
                     hp[ADAM_DECOUPLED] != 0, step, grad_scale, parallel)
+    elif code == ADAGRAD:
+        adagrad_update(p, g, state[0], lr, hp[ADAGRAD_LR_DECAY], hp[ADAGRAD_EPS],
+                       hp[ADAGRAD_WEIGHT_DECAY], step, grad_scale, parallel)
+    elif code == RMSPROP:
+        rmsprop_update(p, g, state[0], state[1], state[2], lr, hp[RMSPROP_ALPHA], hp[RMSPROP_EPS],
+                       hp[RMSPROP_WEIGHT_DECAY], hp[RMSPROP_MOMENTUM], hp[RMSPROP_CENTERED] != 0,
+                       grad_scale, parallel)
+    elif code == ADADELTA:
+        adadelta_update(p, g, state[0], state[1], lr, hp[ADADELTA_RHO], hp[ADADELTA_EPS],
+                        hp[ADADELTA_WEIGHT_DECAY], grad_scale, parallel)
+    elif code == YOGI:
+        yogi_update(p, g, state[0], state[1], lr, hp[YOGI_BETA1], hp[YOGI_BETA2], hp[YOGI_EPS],
+                    hp[YOGI_WEIGHT_DECAY], grad_scale, parallel)
 
 
 @jit

@@ -1,9 +1,11 @@
 """Optimizers over the flat parameter buffer, with torch.optim's names and rules."""
 from .adam import Adam, AdamW
+from .adaptive import Adadelta, AdaGrad, RMSProp, Yogi
 from .base import Optimizer
 from .sgd import SGD
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "adagrad": AdaGrad, "rmsprop": RMSProp,
+              "adadelta": Adadelta, "yogi": Yogi}
 
 
 def get(optimizer) -> Optimizer:
@@ -15,4 +17,4 @@ def get(optimizer) -> Optimizer:
                      f"fastbp.optim.Adam(lr=1e-3) or one of {sorted(OPTIMIZERS)}")
 
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "AdaGrad", "RMSProp", "Adadelta", "Yogi", "get"]
