@@ -121,3 +121,28 @@ def check_targets(name: str, y, n: int, n_out: int, dtype: np.dtype, binary: boo
         bad = out[(out < 0) | (out > 1)][0]
         raise ValueError(f"binary cross-entropy targets must lie in [0, 1], got {bad!r}")
     return out
+
+
+def check_ids(name: str, X, width: int, vocab_size: int) -> np.ndarray:
+    """Word-id windows as a C-contiguous int64 (n, width) array, every id in [0, vocab_size)."""
+    arr = _as_numeric_array(name, X)
+    if arr.dtype == bool:
+        raise TypeError(f"{name} must hold integer word ids, got dtype bool")
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise ValueError(f"{name} must have shape (n_samples, {width}) (windows of {width} ids), "
+                         f"got {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); at least one window is needed")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains a non-finite id: {_first_nonfinite(arr)}")
+        frac = arr != np.round(arr)
+        if frac.any():
+            raise ValueError(f"{name} must hold integer word ids; got the non-integer value "
+                             f"{arr[frac][0]!r}")
+    ids = np.ascontiguousarray(arr, dtype=np.int64)
+    bad = (ids < 0) | (ids >= vocab_size)
+    if bad.any():
+        raise ValueError(f"{name} holds the id {int(ids[bad][0])}; ids must lie in "
+                         f"[0, {vocab_size}) for a vocabulary of {vocab_size} words")
+    return ids

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_features, check_float, check_int
-from .kernels import engine as _engine
+from ._validation import check_float, check_int
+from .kernels.losses import loss_and_grad
 from .threads import parallel_enabled
 
 
@@ -20,6 +20,8 @@ def _float64_twin(model):
     from .io import model_from_config
     twin = model_from_config(model.get_config(), dtype="float64")
     twin.params[:] = model.params
+    if model.window is not None:
+        twin.window.E[...] = model.window.E
     twin.compile(type(model.optimizer).from_config(model.optimizer.get_config()),
                  type(model.loss)(), fused=model.fused)
     return twin
@@ -43,41 +45,55 @@ def gradcheck(model, x, y, eps: float = 1e-6, max_per_array: int = 256, seed: in
     eps = check_float("eps", eps, low=0.0, low_open=True)
     max_per_array = check_int("max_per_array", max_per_array, 1)
     m = model if model.dtype == np.float64 else _float64_twin(model)
-    x = check_features("x", x, m.n_in, m.dtype)
+    x = m._inputs(x, "x")
     yf, yi = m._targets(y, x.shape[0])
     m._workspace(x.shape[0])
-    m._step(x, yf, yi, 0.0, training=False, update=False)
+    m.compute_gradients(x, y)
     analytic = m.grads.copy()
     rng = np.random.default_rng(seed)
 
     def loss_at():
-        if m._table is not None:
-            return _engine.loss_only(m._table, m._ftable, m.params, x, yf, yi, m._acts, m._gbuf,
-                                     m._scratch, m._row_loss, m.loss.code, parallel_enabled())
+        if m._plan.fusable:
+            return m._plan.loss_only(x, yf, yi)
         out = m._forward_layers(x, False)
-        from .kernels.losses import loss_and_grad
         g = np.empty_like(out)
-        return loss_and_grad(m.loss.code, out, yf, yi, g, m._row_loss, parallel_enabled())
+        return loss_and_grad(m.loss.code, out, yf, yi, g, m._plan.row_loss, parallel_enabled())
+
+    def check(flat_params, flat_analytic, indices):
+        num = np.empty(indices.shape[0])
+        for j, k in enumerate(indices):
+            orig = flat_params[k]
+            flat_params[k] = orig + eps
+            lp = loss_at()
+            flat_params[k] = orig - eps
+            lm = loss_at()
+            flat_params[k] = orig
+            num[j] = (lp - lm) / (2 * eps)
+        ana = flat_analytic[indices]
+        denom = max(np.linalg.norm(ana), np.linalg.norm(num))
+        return 0.0 if denom == 0 else float(np.linalg.norm(ana - num) / denom)
+
+    def sample(candidates):
+        if candidates.shape[0] <= max_per_array:
+            return candidates
+        return np.sort(rng.choice(candidates, max_per_array, replace=False))
 
     details = {}
+    w = m.window
+    if w is not None and w.trainable:
+        # Only the rows the batch uses have a gradient; check their entries.
+        used = np.unique(x)
+        if w.padding_id is not None:
+            used = used[used != w.padding_id]
+        cols = np.arange(w.dim)
+        candidates = (used[:, None] * w.dim + cols[None, :]).ravel()
+        dense = m.embedding_gradient().ravel()
+        details["0.WindowEmbedding.E"] = check(w.E.reshape(-1), dense, sample(candidates))
     for layer, offsets in zip(m.layers, m._offsets):
         for name, off in offsets.items():
             size = layer.params[name].size
-            idx = np.arange(size) if size <= max_per_array else np.sort(
-                rng.choice(size, max_per_array, replace=False))
-            num = np.empty(idx.shape[0])
-            for j, i in enumerate(idx):
-                k = off + i
-                orig = m.params[k]
-                m.params[k] = orig + eps
-                lp = loss_at()
-                m.params[k] = orig - eps
-                lm = loss_at()
-                m.params[k] = orig
-                num[j] = (lp - lm) / (2 * eps)
-            ana = analytic[off + idx]
-            denom = max(np.linalg.norm(ana), np.linalg.norm(num))
-            err = 0.0 if denom == 0 else float(np.linalg.norm(ana - num) / denom)
-            details[f"{layer.index}.{type(layer).__name__}.{name}"] = err
+            idx = off + sample(np.arange(size))
+            details[f"{layer.index}.{type(layer).__name__}.{name}"] = check(m.params, analytic,
+                                                                            idx)
     worst = max(details.values()) if details else 0.0
     return (worst, details) if return_details else worst

@@ -20,8 +20,8 @@ VERSION = 1
 
 
 def _layer_classes():
-    from .layers import Dense, Dropout
-    return {"Dense": Dense, "Dropout": Dropout}
+    from .layers import Dense, Dropout, WindowEmbedding
+    return {"Dense": Dense, "Dropout": Dropout, "WindowEmbedding": WindowEmbedding}
 
 
 def model_from_config(config: dict, dtype=None):
@@ -42,6 +42,11 @@ def save_model(model, path) -> None:
     meta = {"format": FORMAT, "version": VERSION, "model": model.get_config(),
             "rng_step": int(model._rng_step[0]), "dropout_seed": int(model._dropout_seed)}
     arrays = {"params": model.params}
+    if model.window is not None:
+        arrays["embedding"] = model.window.E
+        if model.window.state is not None:
+            arrays["embedding_state"] = model.window.state
+            meta["embedding_step"] = int(model.window.step[0])
     if model.optimizer is not None:
         from . import optim
         meta["optimizer"] = {"class": type(model.optimizer).__name__,
@@ -85,6 +90,8 @@ def load(path):
             meta = json.loads(z["meta"].tobytes().decode())
             params = z["params"]
             state = z["optimizer_state"] if "optimizer_state" in files else None
+            embedding = z["embedding"] if "embedding" in files else None
+            embedding_state = z["embedding_state"] if "embedding_state" in files else None
     except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path!r} is not a readable fastbp checkpoint: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -97,6 +104,10 @@ def load(path):
         raise ValueError(f"{path!r}: parameter buffer {params.shape}/{params.dtype} does not match "
                          f"the architecture ({model.params.shape}/{model.params.dtype})")
     model.params[:] = params
+    if model.window is not None:
+        if embedding is None or embedding.shape != model.window.E.shape:
+            raise ValueError(f"{path!r}: the embedding table is missing or has the wrong shape")
+        model.window.E[...] = embedding
     model._rng_step[0] = meta["rng_step"]
     model._dropout_seed = meta["dropout_seed"]
     if "optimizer" in meta:
@@ -110,4 +121,11 @@ def load(path):
             raise ValueError(f"{path!r}: optimizer state is missing or has the wrong shape")
         model.optimizer.state[...] = state
         model.optimizer.step[0] = spec["step"]
+        w = model.window
+        if w is not None and w.state is not None:
+            if embedding_state is None or embedding_state.shape != w.state.shape:
+                raise ValueError(f"{path!r}: the embedding's optimizer state is missing or has "
+                                 f"the wrong shape")
+            w.state[...] = embedding_state
+            w.step[0] = meta.get("embedding_step", 0)
     return model

@@ -16,12 +16,13 @@ import numpy as np
 
 from . import losses as _losses
 from . import optim as _optim
-from ._config import NARROW
-from ._validation import check_dtype, check_features, check_int
-from .kernels import engine as _engine
+from ._validation import check_dtype, check_features, check_ids, check_int
+from .kernels.embedding import rows_squared_norm
 from .kernels.losses import loss_and_grad, loss_sum_and_correct
-from .kernels.optim import apply_update, clip_scale, squared_norm
+from .kernels.optim import apply_sparse_update, apply_update, clip_scale, squared_norm
 from .layers.base import Layer
+from .layers.embedding import WindowEmbedding
+from .plan import Plan
 from .schedules import Schedule
 from .threads import parallel_enabled
 
@@ -61,7 +62,9 @@ class Sequential:
     Parameters
     ----------
     layers : list of Layer
-        The first layer that has a fixed input width (``n_in``) sets the model's input width.
+        The first layer that has a fixed input width (``n_in``) sets the model's
+        input width.  A :class:`~fastbp.layers.WindowEmbedding` may only come first;
+        the model then takes int id windows as input.
     dtype : {"float32", "float64"}
         The dtype of every parameter, activation and gradient.
     seed : int
@@ -75,11 +78,17 @@ class Sequential:
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {i} is a {type(layer).__name__}; every layer must be a "
                                 f"fastbp.layers.Layer")
+            if isinstance(layer, WindowEmbedding) and i > 0:
+                raise ValueError(f"a WindowEmbedding must be the first layer, found one at "
+                                 f"position {i}")
         if len({id(l) for l in layers}) != len(layers):
             raise ValueError("the same layer object appears twice in the list")
+        if isinstance(layers[0], WindowEmbedding) and len(layers) == 1:
+            raise ValueError("a WindowEmbedding needs at least one Dense layer after it")
         self.dtype = check_dtype(dtype)
         self.seed = check_int("seed", seed, 0)
         self.layers = list(layers)
+        self.window = self.layers[0] if isinstance(self.layers[0], WindowEmbedding) else None
         self.n_in = self._input_width()
         rng = np.random.default_rng(self.seed)
 
@@ -110,19 +119,16 @@ class Sequential:
             layer.bind(pv, gv)
             self._offsets.append(offs)
             width = layer.output_dim(width)
-        first = [i for i, l in enumerate(self.layers) if l.params]
+        first = [i for i, l in enumerate(self.layers)
+                 if l.params or (l is self.window and l.trainable)]
         self._first_param_layer = first[0] if first else len(self.layers)
         for i, layer in enumerate(self.layers):
             if hasattr(layer, "need_input_grad"):
                 layer.need_input_grad = i > self._first_param_layer
-        self._table, self._ftable = self._plan()
+        self._plan = Plan(self)
         self.optimizer: _optim.Optimizer | None = None
         self.loss: _losses.Loss | None = None
         self.fused = False
-        self._capacity = 0
-        narrow = [l.n_in * l.n_out for l in self.layers
-                  if l.kind == _engine.DENSE and l.n_out < NARROW]
-        self._scratch = np.empty(max(narrow + [1]), dtype=self.dtype)
         self._rng_step = np.zeros(1, dtype=np.int64)
         self._dropout_seed = self.seed
         self._shuffle_rng = np.random.default_rng([self.seed, 1])
@@ -136,82 +142,55 @@ class Sequential:
                 return int(n_in)
         raise ValueError("no layer fixes the input width: the first Dense layer's n_in does")
 
-    def _plan(self):
-        """The engine's layer tables, or (None, None) when a layer is unknown to it."""
-        if any(layer.kind is None for layer in self.layers):
-            return None, None
-        table = np.zeros((len(self.layers), 6), dtype=np.int64)
-        ftable = np.zeros((len(self.layers), 2), dtype=np.float64)
-        width = self.n_in
-        for i, layer in enumerate(self.layers):
-            out = self.widths[i]
-            table[i, _engine.KIND] = layer.kind
-            table[i, _engine.N_IN] = width
-            table[i, _engine.N_OUT] = out
-            if layer.kind == _engine.DENSE:
-                table[i, _engine.W_OFF] = self._offsets[i]["W"]
-                table[i, _engine.B_OFF] = self._offsets[i]["b"]
-                table[i, _engine.ACT] = layer.act_code
-                ftable[i, _engine.SLOPE] = layer.slope
-            else:
-                ftable[i, _engine.P] = layer.p
-            width = out
-        return table, ftable
-
     @property
     def n_params(self) -> int:
+        """Parameters in the flat buffer (an embedding table is kept outside it)."""
         return int(self.params.shape[0])
 
     def compile(self, optimizer, loss, fused: bool = True) -> "Sequential":
         """Set the optimizer and the loss.
 
-        optimizer : a fastbp.optim.Optimizer (or a name: "sgd", "adam", "adamw")
+        optimizer : a fastbp.optim.Optimizer (or a name such as "sgd" or "adam")
         loss : "mse", "binary_cross_entropy" or "softmax_cross_entropy" (or a Loss)
         fused : run each step as one compiled call when every layer allows it;
             False forces the per-layer path (for comparisons and debugging).
         """
-        self.optimizer = _optim.get(optimizer)
-        self.loss = _losses.get(loss)
-        if self.loss.code == _losses.SoftmaxCrossEntropy.code and self.n_out < 2:
+        optimizer = _optim.get(optimizer)
+        loss = _losses.get(loss)
+        if loss.code == _losses.SoftmaxCrossEntropy.code and self.n_out < 2:
             raise ValueError(f"softmax_cross_entropy needs at least 2 outputs, the model has "
                              f"{self.n_out}")
         if not isinstance(fused, (bool, np.bool_)):
             raise TypeError(f"fused must be a bool, got {fused!r}")
-        self.fused = bool(fused) and self._table is not None
+        self.optimizer, self.loss = optimizer, loss
+        self.fused = bool(fused) and self._plan.fusable
         self.optimizer.build(self.n_params, self.dtype)
+        self._plan.attach_optimizer(self.optimizer)
         return self
 
     def _require_compiled(self):
         if self.optimizer is None or self.loss is None:
             raise ValueError("call model.compile(optimizer, loss) before training or evaluating")
 
-    # -- workspaces ------------------------------------------------------------------
-    def _workspace(self, batch: int) -> None:
-        """Allocate the step's buffers for batches of up to ``batch`` rows (once)."""
-        if batch <= self._capacity:
-            return
-        widest = max([self.n_in] + self.widths)
-        self._acts = np.empty(batch * sum(self.widths), dtype=self.dtype)
-        self._gbuf = np.empty(2 * batch * widest, dtype=self.dtype)
-        self._row_loss = np.empty(batch, dtype=np.float64)
-        self._xb = np.empty((batch, self.n_in), dtype=self.dtype)
-        self._ybf = np.empty((batch, self.n_out), dtype=self.dtype)
-        self._ybi = np.empty(batch, dtype=np.int64)
-        self._capacity = batch
+    # -- inputs ------------------------------------------------------------------------
+    def _inputs(self, X, name="X"):
+        """Validated, converted inputs: float features, or int64 id windows."""
+        if self.window is not None:
+            return check_ids(name, X, self.window.width, self.window.vocab_size)
+        return check_features(name, X, self.n_in, self.dtype)
 
     def _targets(self, y, n, name="y"):
         return self.loss.targets(y, n, self.n_out, self.dtype, name)
 
+    def _workspace(self, batch: int) -> None:
+        self._plan.workspace(batch)
+
     # -- one step ----------------------------------------------------------------------
     def _step(self, x, yf, yi, lr, training=True, update=True):
         """One step on converted arrays; returns (loss, status) as the engine does."""
-        opt = self.optimizer
         if self.fused:
-            return _engine.train_step(
-                self._table, self._ftable, self.params, self.grads, x, yf, yi, self._acts,
-                self._gbuf, self._scratch, self._row_loss, self.loss.code, opt.code, opt.hyperparams(),
-                opt.state, opt.step, self._rng_step, lr, opt.clip_value, self._dropout_seed,
-                training, update, parallel_enabled())
+            loss, status, self._last_rows = self._plan.step(x, yf, yi, lr, training, update)
+            return loss, status
         return self._layers_step(x, yf, yi, lr, training, update)
 
     def _forward_layers(self, x, training):
@@ -228,31 +207,45 @@ class Sequential:
         return np.ascontiguousarray(h)
 
     def _layers_step(self, x, yf, yi, lr, training, update):
+        """The per-layer path: the same kernels as the engine, called from Python."""
         par = parallel_enabled()
+        plan = self._plan
         m = x.shape[0]
         out = self._forward_layers(x, training)
-        g = self._gbuf[:m * self.n_out].reshape(m, self.n_out)
-        loss = loss_and_grad(self.loss.code, out, yf, yi, g, self._row_loss, par)
+        g = plan.gbuf[:m * self.n_out].reshape(m, self.n_out)
+        loss = loss_and_grad(self.loss.code, out, yf, yi, g, plan.row_loss, par)
         if not math.isfinite(loss):
             return loss, 1
         for layer in reversed(self.layers[self._first_param_layer:]):
-            g = np.ascontiguousarray(layer.backward(g))
+            g = layer.backward(g)
+            if g is not None:
+                g = np.ascontiguousarray(g)
         sq = squared_norm(self.grads, par)
+        window = self.window if self.window is not None and self.window.trainable else None
+        if window is not None:
+            sq += rows_squared_norm(window.row_grads, window.n_rows)
         if not math.isfinite(sq):
             return loss, 2
         if training:
             self._rng_step[0] += 1
         if update:
             opt = self.optimizer
+            scale = clip_scale(sq, opt.clip_value)
             opt.step[0] += 1
-            apply_update(opt.code, self.params, self.grads, opt.state, opt.hyperparams(), lr,
-                         int(opt.step[0]), clip_scale(sq, opt.clip_value), par)
+            hp = opt.hyperparams()
+            apply_update(opt.code, self.params, self.grads, opt.state, hp, lr, int(opt.step[0]),
+                         scale, par)
+            if window is not None:
+                window.step[0] += 1
+                apply_sparse_update(opt.code, window.E, window.row_grads, window.rows,
+                                    window.n_rows, window.state, hp, lr, int(window.step[0]),
+                                    scale, par)
         return loss, 0
 
     def train_on_batch(self, x, y) -> float:
         """Exactly one optimizer step on the batch (x, y); returns the batch loss."""
         self._require_compiled()
-        x = check_features("x", x, self.n_in, self.dtype)
+        x = self._inputs(x, "x")
         yf, yi = self._targets(y, x.shape[0])
         self._workspace(x.shape[0])
         loss, status = self._step(x, yf, yi, self.optimizer.lr)
@@ -261,14 +254,30 @@ class Sequential:
         return float(loss)
 
     def compute_gradients(self, x, y) -> float:
-        """Fill ``model.grads`` with the gradient of the batch loss (inference mode: no
-        dropout) without updating anything; returns the loss."""
+        """Fill ``model.grads`` (and, for a window model, the embedding's row gradients)
+        with the gradient of the batch loss in inference mode (no dropout), without
+        updating anything; returns the loss."""
         self._require_compiled()
-        x = check_features("x", x, self.n_in, self.dtype)
+        x = self._inputs(x, "x")
         yf, yi = self._targets(y, x.shape[0])
         self._workspace(x.shape[0])
         loss, status = self._step(x, yf, yi, 0.0, training=False, update=False)
         return float(loss)
+
+    def embedding_gradient(self) -> np.ndarray:
+        """The dense (vocab_size, dim) gradient of the embedding table left by the last
+        ``compute_gradients`` (zero rows where the batch used no id)."""
+        w = self.window
+        if w is None:
+            raise ValueError("the model has no WindowEmbedding layer")
+        out = np.zeros_like(w.E)
+        if self.fused:
+            n = int(self._last_rows)
+            rows, G = self._plan.emb_rows, self._plan.emb_grad
+        else:
+            n, rows, G = w.n_rows, w.rows, w.row_grads
+        out[rows[:n]] = G[:n]
+        return out
 
     # -- fit -----------------------------------------------------------------------------
     def fit(self, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
@@ -282,7 +291,7 @@ class Sequential:
         Returns a :class:`History`.
         """
         self._require_compiled()
-        X = check_features("X", X, self.n_in, self.dtype)
+        X = self._inputs(X, "X")
         yf, yi = self._targets(y, X.shape[0])
         epochs = check_int("epochs", epochs, 0)
         batch_size = check_int("batch_size", batch_size, 1)
@@ -290,12 +299,12 @@ class Sequential:
             raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
         if schedule is not None and not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a fastbp.schedules.Schedule, got {schedule!r}")
-        if verbose not in (0, 1, 2):
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
-            Xv = check_features("validation X", validation_data[0], self.n_in, self.dtype)
+            Xv = self._inputs(validation_data[0], "validation X")
             yvf, yvi = self._targets(validation_data[1], Xv.shape[0], "validation y")
         if seed is not None:
             seed = check_int("seed", seed, 0)
@@ -307,83 +316,52 @@ class Sequential:
         self._workspace(batch_size)
         sizes = np.full(n_batches, batch_size, dtype=np.float64)
         sizes[-1] = n - batch_size * (n_batches - 1)
-        losses = np.empty(n_batches)
         history = History()
-        opt = self.optimizer
         self.stop_training = False
         callbacks = list(callbacks or [])
         for cb in callbacks:
             cb.set_model(self)
             cb.on_train_begin()
-        if not callbacks and validation_data is None and verbose == 0:
-            self._fit_silent(X, yf, yi, epochs, batch_size, shuffle, schedule, sizes, history)
-        for epoch in range(len(history.epoch), epochs):
-            t0 = time.perf_counter()
-            perm = self._permutation(n, shuffle)
-            lrs = self._learning_rates(schedule, epoch, n_batches)
-            done, status = self._run_epoch(X, yf, yi, perm, batch_size, lrs, losses)
-            if status:
-                raise DivergenceError(
-                    _divergence_message(status, losses[done], epoch, done), epoch, done)
-            logs = {"loss": float(np.dot(losses, sizes) / n), "lr": float(lrs[-1])}
-            if validation_data is not None:
-                for k, v in self._evaluate_converted(Xv, yvf, yvi, 1024).items():
-                    logs["val_" + k] = v
-            logs["time"] = time.perf_counter() - t0
-            history.append(epoch, logs)
-            if verbose:
-                shown = "  ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "time")
-                print(f"epoch {epoch + 1}/{epochs}  {shown}  ({logs['time'] * 1e3:.1f} ms)",
-                      flush=True)
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        for cb in callbacks:
-            cb.on_train_end()
-        return history
-
-    def _permutation(self, n, shuffle):
-        return self._shuffle_rng.permutation(n) if shuffle else np.arange(n, dtype=np.int64)
-
-    def _fit_silent(self, X, yf, yi, epochs, batch_size, shuffle, schedule, sizes, history):
-        """All epochs in as few compiled calls as memory allows (no per-epoch hooks)."""
-        n = X.shape[0]
-        n_batches = sizes.shape[0]
-        group = max(1, min(epochs, (1 << 22) // n))
+        per_epoch = bool(callbacks) or validation_data is not None or verbose != 0
+        # Without per-epoch hooks, many epochs go into one compiled call.
+        group = 1 if per_epoch else max(1, min(epochs, (1 << 22) // n))
         epoch = 0
-        while epoch < epochs:
+        while epoch < epochs and not self.stop_training:
             count = min(group, epochs - epoch)
             t0 = time.perf_counter()
             perms = np.stack([self._permutation(n, shuffle) for _ in range(count)])
             lrs = np.stack([self._learning_rates(schedule, epoch + e, n_batches, e * n_batches)
                             for e in range(count)])
             losses = np.zeros((count, n_batches))
-            if self.fused:
-                opt = self.optimizer
-                done, step, status = _engine.train_epochs(
-                    self._table, self._ftable, self.params, self.grads, X, yf, yi, perms,
-                    batch_size, lrs, self._xb, self._ybf, self._ybi, self._acts, self._gbuf,
-                    self._scratch, self._row_loss, self.loss.code, opt.code, opt.hyperparams(),
-                    opt.state, opt.step, self._rng_step, opt.clip_value, self._dropout_seed,
-                    parallel_enabled(), losses)
-            else:
-                done, step, status = count, 0, 0
-                for e in range(count):
-                    step, status = self._run_epoch(X, yf, yi, perms[e], batch_size, lrs[e],
-                                                   losses[e])
-                    if status:
-                        done = e
-                        break
+            done, step, status = self._run_epochs(X, yf, yi, perms, batch_size, lrs, losses)
             elapsed = (time.perf_counter() - t0) / count
-            for e in range(int(done)):
-                history.append(epoch + e, {"loss": float(np.dot(losses[e], sizes) / n),
-                                           "lr": float(lrs[e, -1]), "time": elapsed})
+            for e in range(done):
+                logs = {"loss": float(np.dot(losses[e], sizes) / n), "lr": float(lrs[e, -1])}
+                if per_epoch:
+                    if validation_data is not None:
+                        for k, v in self._evaluate_converted(Xv, yvf, yvi, 1024).items():
+                            logs["val_" + k] = v
+                    logs["time"] = time.perf_counter() - t0
+                else:
+                    logs["time"] = elapsed
+                history.append(epoch + e, logs)
+                if verbose:
+                    shown = "  ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "time")
+                    print(f"epoch {epoch + e + 1}/{epochs}  {shown}  "
+                          f"({logs['time'] * 1e3:.1f} ms)", flush=True)
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch + e, logs)
             if status:
-                e = epoch + int(done)
-                raise DivergenceError(_divergence_message(
-                    status, losses[int(done), int(step)], e, int(step)), e, int(step))
+                e = epoch + done
+                raise DivergenceError(_divergence_message(status, losses[done, step], e, step),
+                                      e, step)
             epoch += count
+        for cb in callbacks:
+            cb.on_train_end()
+        return history
+
+    def _permutation(self, n, shuffle):
+        return self._shuffle_rng.permutation(n) if shuffle else np.arange(n, dtype=np.int64)
 
     def _learning_rates(self, schedule, epoch, n_batches, offset=0):
         base = self.optimizer.lr
@@ -394,41 +372,38 @@ class Sequential:
         t0 = int(self.optimizer.step[0]) + offset
         return np.array([schedule(t0 + s, base) for s in range(n_batches)])
 
-    def _run_epoch(self, X, yf, yi, perm, batch_size, lrs, losses):
-        opt = self.optimizer
+    def _run_epochs(self, X, yf, yi, perms, batch_size, lrs, losses):
+        """Run len(perms) epochs; returns (epochs done, failing step, status)."""
         if self.fused:
-            done, status = _engine.train_epoch(
-                self._table, self._ftable, self.params, self.grads, X, yf, yi, perm, batch_size,
-                lrs, self._xb, self._ybf, self._ybi, self._acts, self._gbuf, self._scratch,
-                self._row_loss,
-                self.loss.code, opt.code, opt.hyperparams(), opt.state, opt.step, self._rng_step,
-                opt.clip_value, self._dropout_seed, parallel_enabled(), losses)
-            return int(done), int(status)
-        n = perm.shape[0]
+            done, step, status = self._plan.epochs(X, yf, yi, perms, batch_size, lrs, losses)
+            return int(done), int(step), int(status)
+        plan = self._plan
+        n = perms.shape[1]
         float_targets = yf.shape[0] == n
-        for s in range(losses.shape[0]):
-            idx = perm[s * batch_size:(s + 1) * batch_size]
-            m = idx.shape[0]
-            xb = np.take(X, idx, axis=0, out=self._xb[:m])
-            if float_targets:
-                ybf, ybi = np.take(yf, idx, axis=0, out=self._ybf[:m]), self._ybi[:m]
-            else:
-                ybf, ybi = self._ybf, np.take(yi, idx, out=self._ybi[:m])
-            losses[s], status = self._step(xb, ybf, ybi, lrs[s])
-            if status:
-                return s, status
-        return losses.shape[0], 0
+        xbuf = plan.idsb if self.window is not None else plan.xb
+        for e in range(perms.shape[0]):
+            for s in range(losses.shape[1]):
+                idx = perms[e, s * batch_size:(s + 1) * batch_size]
+                m = idx.shape[0]
+                xb = np.take(X, idx, axis=0, out=xbuf[:m])
+                if float_targets:
+                    ybf, ybi = np.take(yf, idx, axis=0, out=plan.ybf[:m]), plan.ybi[:m]
+                else:
+                    ybf, ybi = plan.ybf, np.take(yi, idx, out=plan.ybi[:m])
+                losses[e, s], status = self._step(xb, ybf, ybi, lrs[e, s])
+                if status:
+                    return e, s, status
+        return perms.shape[0], 0, 0
 
     # -- inference ---------------------------------------------------------------------------
     def predict(self, X, batch_size: int = 1024) -> np.ndarray:
         """The last layer's output for every row of X (logits for the logit losses)."""
-        X = check_features("X", X, self.n_in, self.dtype)
+        X = self._inputs(X, "X")
         batch_size = min(check_int("batch_size", batch_size, 1), X.shape[0])
         self._workspace(batch_size)
         out = np.empty((X.shape[0], self.n_out), dtype=self.dtype)
-        if self._table is not None:
-            _engine.predict(self._table, self._ftable, self.params, X, out, self._acts, self._scratch,
-                            batch_size, parallel_enabled())
+        if self._plan.fusable:
+            self._plan.predict(X, out, batch_size)
         else:
             for s in range(0, X.shape[0], batch_size):
                 out[s:s + batch_size] = self._forward_layers(X[s:s + batch_size], False)
@@ -437,7 +412,7 @@ class Sequential:
     def evaluate(self, X, y, batch_size: int = 1024) -> dict:
         """{"loss": mean loss, "accuracy": ...} (accuracy for the classification losses)."""
         self._require_compiled()
-        X = check_features("X", X, self.n_in, self.dtype)
+        X = self._inputs(X, "X")
         yf, yi = self._targets(y, X.shape[0])
         batch_size = check_int("batch_size", batch_size, 1)
         return self._evaluate_converted(X, yf, yi, batch_size)
@@ -447,23 +422,20 @@ class Sequential:
         batch_size = min(batch_size, n)
         self._workspace(batch_size)
         code = self.loss.code
-        if self._table is not None:
-            total, correct = _engine.evaluate(self._table, self._ftable, self.params, X, yf, yi,
-                                              code, self._acts, self._gbuf, self._scratch,
-                                              batch_size,
-                                              parallel_enabled())
+        if self._plan.fusable:
+            total, correct = self._plan.evaluate(X, yf, yi, batch_size)
         else:
             total, correct = 0.0, 0
             float_targets = yf.shape[0] == n
             for s in range(0, n, batch_size):
                 o = self._forward_layers(X[s:s + batch_size], False)
                 m = o.shape[0]
-                scratch = self._gbuf[:o.size].reshape(o.shape)
+                scratch = self._plan.gbuf[:o.size].reshape(o.shape)
                 t, c = loss_sum_and_correct(code, o, yf[s:s + m] if float_targets else yf,
                                             yi if float_targets else yi[s:s + m], scratch)
                 total += t
                 correct += c
-        per_row = self.loss.code == _losses.SoftmaxCrossEntropy.code
+        per_row = code == _losses.SoftmaxCrossEntropy.code
         count = n if per_row else n * self.n_out
         result = {"loss": float(total / count)}
         if self.loss.classification:
@@ -482,8 +454,8 @@ class Sequential:
         save_model(self, path)
 
     def summary(self) -> str:
-        lines = [f"Sequential ({self.dtype.name}, {self.n_params} parameters, "
-                 f"{'fused engine' if self._table is not None else 'per-layer path'})"]
+        lines = [f"Sequential ({self.dtype.name}, {self.n_params} parameters in the flat buffer, "
+                 f"{'fused engine' if self._plan.fusable else 'per-layer path'})"]
         width = self.n_in
         for layer, out in zip(self.layers, self.widths):
             lines.append(f"  {layer!r}: {width} -> {out}, {layer.n_params} parameters")

@@ -14,17 +14,15 @@ import numpy as np
 
 def cache_dir() -> str:
     """The folder where fastbp's compiled kernels are cached."""
-    override = os.environ.get("NUMBA_CACHE_DIR")
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
-    if override:
-        return os.path.join(override, "fastbp")
-    return os.path.join(here, "__pycache__")
+    from ._cache import kernel_cache_dirs
+    dirs = sorted(kernel_cache_dirs())
+    return dirs[0] if dirs else ""
 
 
 def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> None:
     """Compile (or load from the cache) every kernel the engine uses, for each dtype
     and loss, by training a tiny model for one step and one epoch."""
-    from .layers import Dense, Dropout
+    from .layers import Dense, Dropout, WindowEmbedding
     from .model import Sequential
     from .optim import SGD, Adam
     rng = np.random.default_rng(0)
@@ -43,3 +41,12 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> None:
                 model.predict(x)
             if verbose:
                 print(f"warm: {dtype} {loss}")
+        ids = rng.integers(0, 7, (4, 3))
+        for opt in (SGD(lr=0.01, momentum=0.9), Adam()):
+            model = Sequential([WindowEmbedding(7, 2, window=1), Dense(6, 4, activation="tanh"),
+                                Dense(4, 2)], dtype=dtype)
+            model.compile(opt, "softmax_cross_entropy")
+            model.train_on_batch(ids, np.array([0, 1, 1, 0]))
+            model.fit(ids, np.array([0, 1, 1, 0]), epochs=1, batch_size=2)
+            model.evaluate(ids, np.array([0, 1, 1, 0]))
+            model.predict(ids)

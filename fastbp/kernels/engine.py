@@ -15,6 +15,13 @@ Workspaces, all allocated once per batch size by the model:
 the gradient flowing down; ``row_loss`` : float64 (batch,); ``scratch`` :
 (2 * n_in * n_out of the largest narrow layer,) for the dense kernels.
 
+A window model (a WindowEmbedding layer in front of the table's layers) adds
+``ids`` (batch, 2w+1) int64 windows, the table ``E`` (V, d), its lazy optimizer
+state ``emb_state`` (k, V, d) and step count ``emb_step`` (1,), the work
+buffers ``xwin`` (batch, (2w+1) d), ``emb_rows`` and ``emb_grad`` (batch (2w+1),
+d), and ``emb_cfg`` = int64 [enabled, padding_id, trainable].  Dense models pass
+tiny dummies with enabled = 0.
+
 ``opt_step`` : int64 (1,) the optimizer's step count; ``rng_step`` : int64 (1,)
 the count of training-mode forward passes, which keys the dropout masks.
 The step returns ``(loss, status)``: status 0 is a completed step, 1 a
@@ -29,8 +36,9 @@ from numba import prange
 from .._config import PARALLEL_MIN_WORK, jit, jit_parallel
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_apply
+from .embedding import gather_windows, rows_squared_norm, window_row_gradients
 from .losses import loss_and_grad, loss_sum_and_correct
-from .optim import apply_update, clip_scale, squared_norm
+from .optim import apply_sparse_update, apply_update, clip_scale, squared_norm
 from .random import combine_key
 
 DENSE = 0
@@ -69,9 +77,10 @@ def forward(table, ftable, params, x, acts, scratch, seed, drop_step, training, 
 
 @jit
 def backward(table, ftable, params, grads, x, acts, gbuf, scratch, seed, drop_step, training,
-             parallel):
+             input_grad, parallel):
     """Backpropagate the gradient held in gbuf's first half (dL/d output of the last
-    layer) down to every parameter gradient in ``grads``."""
+    layer) down to every parameter gradient in ``grads``.  With ``input_grad`` the
+    gradient is carried down to the input too; returns dL/dx (a view of gbuf)."""
     m = x.shape[0]
     n_layers = table.shape[0]
     first_dense = n_layers
@@ -80,11 +89,12 @@ def backward(table, ftable, params, grads, x, acts, gbuf, scratch, seed, drop_st
         off += m * table[l, N_OUT]
         if table[l, KIND] == DENSE and l < first_dense:
             first_dense = l
+    stop = 0 if input_grad else first_dense
     half = gbuf.shape[0] // 2
     cur = 0
     n_last = table[n_layers - 1, N_OUT]
     g = gbuf[0:m * n_last].reshape((m, n_last))
-    for l in range(n_layers - 1, first_dense - 1, -1):
+    for l in range(n_layers - 1, stop - 1, -1):
         n_in = table[l, N_IN]
         n_out = table[l, N_OUT]
         off -= m * n_out
@@ -98,7 +108,7 @@ def backward(table, ftable, params, grads, x, acts, gbuf, scratch, seed, drop_st
             W = params[wo:wo + n_in * n_out].reshape((n_in, n_out))
             dW = grads[wo:wo + n_in * n_out].reshape((n_in, n_out))
             dense_backward(inp, a, W, g, dW, grads[bo:bo + n_out], g_in, table[l, ACT],
-                           ftable[l, SLOPE], l > first_dense, scratch, parallel)
+                           ftable[l, SLOPE], l > first_dense or input_grad, scratch, parallel)
         else:
             p = ftable[l, P]
             if training and p > 0:
@@ -107,35 +117,55 @@ def backward(table, ftable, params, grads, x, acts, gbuf, scratch, seed, drop_st
                 g_in[:] = g
         g = g_in
         cur = 1 - cur
+    return g
 
 
 @jit
-def train_step(table, ftable, params, grads, x, yf, yi, acts, gbuf, scratch, row_loss, loss_code,
-               opt_code, hp, state, opt_step, rng_step, lr, clip_norm, seed, training, update,
-               parallel):
-    """One minibatch step.  x : (batch, n_in); yf : float targets (batch, n_out) or a
-    dummy; yi : int64 labels (batch,) or a dummy.  With update False only the
-    gradients are computed (gradcheck, the per-layer comparison)."""
-    m = x.shape[0]
+def train_step(table, ftable, params, grads, x, ids, yf, yi, acts, gbuf, scratch, row_loss, xwin,
+               E, emb_state, emb_step, emb_rows, emb_grad, emb_cfg, loss_code, opt_code, hp,
+               state, opt_step, rng_step, lr, clip_norm, seed, training, update, parallel):
+    """One minibatch step.  x : (batch, n_in) features (dense models) or a dummy;
+    ids : int64 (batch, 2w+1) windows (window models) or a dummy; yf : float
+    targets (batch, n_out) or a dummy; yi : int64 labels (batch,) or a dummy.
+    With update False only the gradients are computed (gradcheck, comparisons);
+    the window gradient is then left in emb_rows/emb_grad.  Returns
+    (loss, status, number of embedding rows touched)."""
+    window = emb_cfg[0] != 0
+    if window:
+        m = ids.shape[0]
+        xin = xwin[:m]
+        gather_windows(E, ids, xin, parallel)
+    else:
+        m = x.shape[0]
+        xin = x
     drop_step = rng_step[0]
-    out = forward(table, ftable, params, x, acts, scratch, seed, drop_step, training, parallel)
+    out = forward(table, ftable, params, xin, acts, scratch, seed, drop_step, training, parallel)
     n_last = out.shape[1]
     g = gbuf[0:m * n_last].reshape((m, n_last))
     loss = loss_and_grad(loss_code, out, yf, yi, g, row_loss, parallel)
     if not math.isfinite(loss):
-        return loss, 1
-    backward(table, ftable, params, grads, x, acts, gbuf, scratch, seed, drop_step, training,
-             parallel)
+        return loss, 1, 0
+    fine_tune = window and emb_cfg[2] != 0
+    gx = backward(table, ftable, params, grads, xin, acts, gbuf, scratch, seed, drop_step,
+                  training, fine_tune, parallel)
     sq = squared_norm(grads, parallel)
+    n_rows = 0
+    if fine_tune:
+        n_rows = window_row_gradients(ids, gx, E.shape[1], emb_cfg[1], emb_rows, emb_grad)
+        sq += rows_squared_norm(emb_grad, n_rows)
     if not math.isfinite(sq):
-        return loss, 2
+        return loss, 2, n_rows
     if training:
         rng_step[0] += 1
     if update:
+        scale = clip_scale(sq, clip_norm)
         opt_step[0] += 1
-        apply_update(opt_code, params, grads, state, hp, lr, opt_step[0],
-                     clip_scale(sq, clip_norm), parallel)
-    return loss, 0
+        apply_update(opt_code, params, grads, state, hp, lr, opt_step[0], scale, parallel)
+        if fine_tune:
+            emb_step[0] += 1
+            apply_sparse_update(opt_code, E, emb_grad, emb_rows, n_rows, emb_state, hp, lr,
+                                emb_step[0], scale, parallel)
+    return loss, 0, n_rows
 
 
 @jit_parallel
@@ -157,33 +187,40 @@ def gather_labels(src, idx, start, dst):
 
 
 @jit
-def train_epoch(table, ftable, params, grads, X, Yf, Yi, perm, batch_size, lrs, xb, ybf, ybi,
-                acts, gbuf, scratch, row_loss, loss_code, opt_code, hp, state, opt_step, rng_step, clip_norm,
+def train_epoch(table, ftable, params, grads, X, IDS, Yf, Yi, perm, batch_size, lrs, xb, idsb,
+                ybf, ybi, acts, gbuf, scratch, row_loss, xwin, E, emb_state, emb_step, emb_rows,
+                emb_grad, emb_cfg, loss_code, opt_code, hp, state, opt_step, rng_step, clip_norm,
                 seed, parallel, losses):
     """All minibatches of one epoch in one call.
 
-    X : (N, n_in); Yf : (N, n_out) float targets or a (1, 1) dummy; Yi : int64 (N,)
+    X : (N, n_in) features or a (1, 1) dummy; IDS : int64 (N, 2w+1) windows or a
+    (1, 1) dummy; Yf : (N, n_out) float targets or a (1, 1) dummy; Yi : int64 (N,)
     labels or a (1,) dummy; perm : int64 (N,) the sample order; lrs : float64
-    (n_batches,) the learning rate of each step; xb, ybf, ybi : batch buffers;
-    losses : float64 (n_batches,), written.  Returns (steps done, status).
+    (n_batches,) the learning rate of each step; xb, idsb, ybf, ybi : batch
+    buffers; losses : float64 (n_batches,), written.  Returns (steps done, status).
     """
     n = perm.shape[0]
     n_batches = (n + batch_size - 1) // batch_size
-    use_float_targets = Yf.shape[0] == X.shape[0]
+    use_float_targets = Yf.shape[0] == n
+    window = emb_cfg[0] != 0
     for s in range(n_batches):
         start = s * batch_size
         m = min(batch_size, n - start)
-        xm = xb[:m]
-        gather_rows(X, perm, start, xm, parallel)
+        if window:
+            gather_rows(IDS, perm, start, idsb[:m], parallel)
+        else:
+            gather_rows(X, perm, start, xb[:m], parallel)
         if use_float_targets:
             ym = ybf[:m]
             gather_rows(Yf, perm, start, ym, parallel)
         else:
             ym = ybf
             gather_labels(Yi, perm, start, ybi[:m])
-        loss, status = train_step(table, ftable, params, grads, xm, ym, ybi[:m], acts, gbuf,
-                                  scratch, row_loss, loss_code, opt_code, hp, state, opt_step, rng_step, lrs[s],
-                                  clip_norm, seed, True, True, parallel)
+        loss, status, _ = train_step(table, ftable, params, grads, xb[:m], idsb[:m], ym, ybi[:m],
+                                     acts, gbuf, scratch, row_loss, xwin, E, emb_state, emb_step,
+                                     emb_rows, emb_grad, emb_cfg, loss_code, opt_code, hp, state,
+                                     opt_step, rng_step, lrs[s], clip_norm, seed, True, True,
+                                     parallel)
         losses[s] = loss
         if status != 0:
             return s, status
@@ -191,9 +228,10 @@ def train_epoch(table, ftable, params, grads, X, Yf, Yi, perm, batch_size, lrs, 
 
 
 @jit
-def train_epochs(table, ftable, params, grads, X, Yf, Yi, perms, batch_size, lrs, xb, ybf, ybi,
-                 acts, gbuf, scratch, row_loss, loss_code, opt_code, hp, state, opt_step,
-                 rng_step, clip_norm, seed, parallel, losses):
+def train_epochs(table, ftable, params, grads, X, IDS, Yf, Yi, perms, batch_size, lrs, xb, idsb,
+                 ybf, ybi, acts, gbuf, scratch, row_loss, xwin, E, emb_state, emb_step, emb_rows,
+                 emb_grad, emb_cfg, loss_code, opt_code, hp, state, opt_step, rng_step,
+                 clip_norm, seed, parallel, losses):
     """Several epochs in one call (fit without per-epoch callbacks).
 
     perms : int64 (epochs, N) the sample order of each epoch; lrs, losses :
@@ -201,54 +239,72 @@ def train_epochs(table, ftable, params, grads, X, Yf, Yi, perms, batch_size, lrs
     failing epoch, status).
     """
     for e in range(perms.shape[0]):
-        done, status = train_epoch(table, ftable, params, grads, X, Yf, Yi, perms[e], batch_size,
-                                   lrs[e], xb, ybf, ybi, acts, gbuf, scratch, row_loss, loss_code,
-                                   opt_code, hp, state, opt_step, rng_step, clip_norm, seed,
-                                   parallel, losses[e])
+        done, status = train_epoch(table, ftable, params, grads, X, IDS, Yf, Yi, perms[e],
+                                   batch_size, lrs[e], xb, idsb, ybf, ybi, acts, gbuf, scratch,
+                                   row_loss, xwin, E, emb_state, emb_step, emb_rows, emb_grad,
+                                   emb_cfg, loss_code, opt_code, hp, state, opt_step, rng_step,
+                                   clip_norm, seed, parallel, losses[e])
         if status != 0:
             return e, done, status
     return perms.shape[0], 0, 0
 
 
 @jit
-def predict(table, ftable, params, X, out, acts, scratch, batch_size, parallel):
-    """out <- the last layer's output for every row of X, batch by batch."""
-    n = X.shape[0]
-    for start in range(0, n, batch_size):
-        stop = min(n, start + batch_size)
-        o = forward(table, ftable, params, X[start:stop], acts, scratch, 0, 0, False, parallel)
-        out[start:stop] = o
+def _inputs(X, IDS, start, stop, xwin, E, emb_cfg, parallel):
+    # The network's input for rows start:stop: the features, or the gathered windows.
+    if emb_cfg[0] != 0:
+        xin = xwin[:stop - start]
+        gather_windows(E, IDS[start:stop], xin, parallel)
+        return xin
+    return X[start:stop]
 
 
 @jit
-def evaluate(table, ftable, params, X, Yf, Yi, loss_code, acts, gbuf, scratch, batch_size,
-             parallel):
-    """(summed loss, number correct) over X, batch by batch, in inference mode."""
-    n = X.shape[0]
-    use_float_targets = Yf.shape[0] == X.shape[0]
+def predict(table, ftable, params, X, IDS, out, acts, scratch, xwin, E, emb_cfg, batch_size,
+            parallel):
+    """out <- the last layer's output for every row of X (or IDS), batch by batch."""
+    n = out.shape[0]
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        xin = _inputs(X, IDS, start, stop, xwin, E, emb_cfg, parallel)
+        out[start:stop] = forward(table, ftable, params, xin, acts, scratch, 0, 0, False,
+                                  parallel)
+
+
+@jit
+def evaluate(table, ftable, params, X, IDS, Yf, Yi, loss_code, acts, gbuf, scratch, xwin, E,
+             emb_cfg, batch_size, parallel):
+    """(summed loss, number correct) over all rows, batch by batch, in inference mode."""
+    if emb_cfg[0] != 0:
+        n = IDS.shape[0]
+    else:
+        n = X.shape[0]
+    use_float_targets = Yf.shape[0] == n
     total = 0.0
     correct = 0
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         m = stop - start
-        o = forward(table, ftable, params, X[start:stop], acts, scratch, 0, 0, False, parallel)
+        xin = _inputs(X, IDS, start, stop, xwin, E, emb_cfg, parallel)
+        o = forward(table, ftable, params, xin, acts, scratch, 0, 0, False, parallel)
         k = o.shape[1]
-        scratch = gbuf[0:m * k].reshape((m, k))
+        work = gbuf[0:m * k].reshape((m, k))
         if use_float_targets:
-            s, c = loss_sum_and_correct(loss_code, o, Yf[start:stop], Yi, scratch)
+            s, c = loss_sum_and_correct(loss_code, o, Yf[start:stop], Yi, work)
         else:
-            s, c = loss_sum_and_correct(loss_code, o, Yf, Yi[start:stop], scratch)
+            s, c = loss_sum_and_correct(loss_code, o, Yf, Yi[start:stop], work)
         total += s
         correct += c
     return total, correct
 
 
 @jit
-def loss_only(table, ftable, params, x, yf, yi, acts, gbuf, scratch, row_loss, loss_code,
-              parallel):
+def loss_only(table, ftable, params, X, IDS, yf, yi, acts, gbuf, scratch, row_loss, xwin, E,
+              emb_cfg, loss_code, parallel):
     """The batch-mean loss in inference mode (gradcheck's numeric side)."""
-    m = x.shape[0]
-    out = forward(table, ftable, params, x, acts, scratch, 0, 0, False, parallel)
+    n = IDS.shape[0] if emb_cfg[0] != 0 else X.shape[0]
+    xin = _inputs(X, IDS, 0, n, xwin, E, emb_cfg, parallel)
+    out = forward(table, ftable, params, xin, acts, scratch, 0, 0, False, parallel)
     n_last = out.shape[1]
-    g = gbuf[0:m * n_last].reshape((m, n_last))
+    g = gbuf[0:n * n_last].reshape((n, n_last))
     return loss_and_grad(loss_code, out, yf, yi, g, row_loss, parallel)

@@ -53,26 +53,6 @@ def _sgd_chunk(p, g, buf, start, stop, lr, momentum, dampening, nesterov, weight
         p[i] = p[i] - lr * d
 
 
-@jit_parallel
-def sgd_update(p, g, buf, lr, momentum, dampening, nesterov, weight_decay, step, grad_scale,
-               parallel):
-    """SGD with momentum, dampening, Nesterov and L2 weight decay (torch.optim.SGD).
-
-    p, g, buf : float (n,) parameters, gradients, momentum buffer; step : the
-    1-based count of this update (step 1 copies the gradient into the buffer).
-    """
-    n = p.shape[0]
-    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
-    first = step == 1
-    if parallel and n >= PARALLEL_MIN_WORK:
-        for c in prange(nchunks):
-            _sgd_chunk(p, g, buf, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK), lr, momentum,
-                       dampening, nesterov, weight_decay, first, grad_scale)
-    else:
-        _sgd_chunk(p, g, buf, 0, n, lr, momentum, dampening, nesterov, weight_decay, first,
-                   grad_scale)
-
-
 @jit
 def _adam_chunk(p, g, m, v, vmax, start, stop, lr, beta1, beta2, eps, weight_decay, amsgrad,
                 decoupled, step_size, bias_correction2_sqrt, grad_scale):
@@ -98,29 +78,6 @@ def _adam_chunk(p, g, m, v, vmax, start, stop, lr, beta1, beta2, eps, weight_dec
         p[i] = p[i] - step_size * (mi / denom)
 
 
-@jit_parallel
-def adam_update(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, step,
-                grad_scale, parallel):
-    """Adam / AdamW (torch.optim.Adam, torch.optim.AdamW), optionally AMSGrad.
-
-    p, g, m, v, vmax : float (n,); step : the 1-based count of this update.
-    """
-    n = p.shape[0]
-    bias_correction1 = 1 - beta1 ** step
-    bias_correction2 = 1 - beta2 ** step
-    step_size = lr / bias_correction1
-    bc2_sqrt = math.sqrt(bias_correction2)
-    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
-    if parallel and n >= PARALLEL_MIN_WORK:
-        for c in prange(nchunks):
-            _adam_chunk(p, g, m, v, vmax, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK), lr,
-                        beta1, beta2, eps, weight_decay, amsgrad, decoupled, step_size, bc2_sqrt,
-                        grad_scale)
-    else:
-        _adam_chunk(p, g, m, v, vmax, 0, n, lr, beta1, beta2, eps, weight_decay, amsgrad,
-                    decoupled, step_size, bc2_sqrt, grad_scale)
-
-
 @jit
 def _adagrad_chunk(p, g, acc, start, stop, clr, eps, weight_decay, grad_scale):
     for i in range(start, stop):
@@ -130,20 +87,6 @@ def _adagrad_chunk(p, g, acc, start, stop, clr, eps, weight_decay, grad_scale):
         a = acc[i] + d * d
         acc[i] = a
         p[i] = p[i] - clr * (d / (math.sqrt(a) + eps))
-
-
-@jit_parallel
-def adagrad_update(p, g, acc, lr, lr_decay, eps, weight_decay, step, grad_scale, parallel):
-    """AdaGrad (torch.optim.Adagrad).  acc : float (n,) the running sum of squares."""
-    n = p.shape[0]
-    clr = lr / (1 + (step - 1) * lr_decay)
-    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
-    if parallel and n >= PARALLEL_MIN_WORK:
-        for c in prange(nchunks):
-            _adagrad_chunk(p, g, acc, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK), clr, eps,
-                           weight_decay, grad_scale)
-    else:
-        _adagrad_chunk(p, g, acc, 0, n, clr, eps, weight_decay, grad_scale)
 
 
 @jit
@@ -169,21 +112,6 @@ def _rmsprop_chunk(p, g, sq, buf, gavg, start, stop, lr, alpha, eps, weight_deca
             p[i] = p[i] - lr * (d / avg)
 
 
-@jit_parallel
-def rmsprop_update(p, g, sq, buf, gavg, lr, alpha, eps, weight_decay, momentum, centered,
-                   grad_scale, parallel):
-    """RMSProp (torch.optim.RMSprop), optionally centred and with momentum."""
-    n = p.shape[0]
-    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
-    if parallel and n >= PARALLEL_MIN_WORK:
-        for c in prange(nchunks):
-            _rmsprop_chunk(p, g, sq, buf, gavg, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK),
-                           lr, alpha, eps, weight_decay, momentum, centered, grad_scale)
-    else:
-        _rmsprop_chunk(p, g, sq, buf, gavg, 0, n, lr, alpha, eps, weight_decay, momentum,
-                       centered, grad_scale)
-
-
 @jit
 def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay, grad_scale):
     for i in range(start, stop):
@@ -195,19 +123,6 @@ def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay
         delta = math.sqrt(acc_delta[i] + eps) / math.sqrt(s + eps) * d
         acc_delta[i] = acc_delta[i] * rho + (1 - rho) * delta * delta
         p[i] = p[i] - lr * delta
-
-
-@jit_parallel
-def adadelta_update(p, g, sq, acc_delta, lr, rho, eps, weight_decay, grad_scale, parallel):
-    """Adadelta (torch.optim.Adadelta)."""
-    n = p.shape[0]
-    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
-    if parallel and n >= PARALLEL_MIN_WORK:
-        for c in prange(nchunks):
-            _adadelta_chunk(p, g, sq, acc_delta, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK),
-                            lr, rho, eps, weight_decay, grad_scale)
-    else:
-        _adadelta_chunk(p, g, sq, acc_delta, 0, n, lr, rho, eps, weight_decay, grad_scale)
 
 
 @jit
@@ -226,43 +141,85 @@ def _yogi_chunk(p, g, m, v, start, stop, lr, beta1, beta2, eps, weight_decay, gr
         p[i] = p[i] - lr * mi / (math.sqrt(vi) + eps)
 
 
-@jit_parallel
-def yogi_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, grad_scale, parallel):
-    """Yogi (Zaheer et al. 2018, algorithm 2), without bias correction as in the paper."""
-    n = p.shape[0]
-    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
-    if parallel and n >= PARALLEL_MIN_WORK:
-        for c in prange(nchunks):
-            _yogi_chunk(p, g, m, v, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK), lr, beta1,
-                        beta2, eps, weight_decay, grad_scale)
-    else:
-        _yogi_chunk(p, g, m, v, 0, n, lr, beta1, beta2, eps, weight_decay, grad_scale)
+@jit
+def update_span(code, p, g, s0, s1, s2, start, stop, hp, lr, step, grad_scale, sparse_adam):
+    """One optimizer step on p[start:stop] (and the same span of g and of the state
+    vectors s0, s1, s2; unused ones may be any array).  ``step`` is the 1-based count
+    of this update.  With ``sparse_adam`` Adam puts eps outside the bias correction,
+    as torch.optim.SparseAdam does: denominator sqrt(v) + eps, step size
+    lr sqrt(1 - beta2^t) / (1 - beta1^t)."""
+    if code == SGD:
+        _sgd_chunk(p, g, s0, start, stop, lr, hp[SGD_MOMENTUM], hp[SGD_DAMPENING],
+                   hp[SGD_NESTEROV] != 0, hp[SGD_WEIGHT_DECAY], step == 1, grad_scale)
+    elif code == ADAM:
+        beta1 = hp[ADAM_BETA1]
+        beta2 = hp[ADAM_BETA2]
+        bc2_sqrt = math.sqrt(1 - beta2 ** step)
+        eps = hp[ADAM_EPS] / bc2_sqrt if sparse_adam else hp[ADAM_EPS]
+        _adam_chunk(p, g, s0, s1, s2, start, stop, lr, beta1, beta2, eps,
+                    hp[ADAM_WEIGHT_DECAY], hp[ADAM_AMSGRAD] != 0, hp[ADAM_DECOUPLED] != 0,
+                    lr / (1 - beta1 ** step), bc2_sqrt, grad_scale)
+    elif code == ADAGRAD:
+        _adagrad_chunk(p, g, s0, start, stop, lr / (1 + (step - 1) * hp[ADAGRAD_LR_DECAY]),
+                       hp[ADAGRAD_EPS], hp[ADAGRAD_WEIGHT_DECAY], grad_scale)
+    elif code == RMSPROP:
+        _rmsprop_chunk(p, g, s0, s1, s2, start, stop, lr, hp[RMSPROP_ALPHA], hp[RMSPROP_EPS],
+                       hp[RMSPROP_WEIGHT_DECAY], hp[RMSPROP_MOMENTUM], hp[RMSPROP_CENTERED] != 0,
+                       grad_scale)
+    elif code == ADADELTA:
+        _adadelta_chunk(p, g, s0, s1, start, stop, lr, hp[ADADELTA_RHO], hp[ADADELTA_EPS],
+                        hp[ADADELTA_WEIGHT_DECAY], grad_scale)
+    elif code == YOGI:
+        _yogi_chunk(p, g, s0, s1, start, stop, lr, hp[YOGI_BETA1], hp[YOGI_BETA2], hp[YOGI_EPS],
+                    hp[YOGI_WEIGHT_DECAY], grad_scale)
 
 
 @jit
+def _state_row(state, k):
+    # Optimizers with fewer state vectors get row 0 in the unused places.
+    return state[k] if k < state.shape[0] else state[0]
+
+
+@jit_parallel
 def apply_update(code, p, g, state, hp, lr, step, grad_scale, parallel):
-    """Dispatch one optimizer step.  state : float (k, n) rows of optimizer state;
-    hp : float64 hyperparameters, laid out as the constants above."""
-    if code == SGD:
-        sgd_update(p, g, state[0], lr, hp[SGD_MOMENTUM], hp[SGD_DAMPENING],
-                   hp[SGD_NESTEROV] != 0, hp[SGD_WEIGHT_DECAY], step, grad_scale, parallel)
-    elif code == ADAM:
-        adam_update(p, g, state[0], state[1], state[2], lr, hp[ADAM_BETA1], hp[ADAM_BETA2],
-                    hp[ADAM_EPS], hp[ADAM_WEIGHT_DECAY], hp[ADAM_AMSGRAD] != 0,
-                    hp[ADAM_DECOUPLED] != 0, step, grad_scale, parallel)
-    elif code == ADAGRAD:
-        adagrad_update(p, g, state[0], lr, hp[ADAGRAD_LR_DECAY], hp[ADAGRAD_EPS],
-                       hp[ADAGRAD_WEIGHT_DECAY], step, grad_scale, parallel)
-    elif code == RMSPROP:
-        rmsprop_update(p, g, state[0], state[1], state[2], lr, hp[RMSPROP_ALPHA], hp[RMSPROP_EPS],
-                       hp[RMSPROP_WEIGHT_DECAY], hp[RMSPROP_MOMENTUM], hp[RMSPROP_CENTERED] != 0,
-                       grad_scale, parallel)
-    elif code == ADADELTA:
-        adadelta_update(p, g, state[0], state[1], lr, hp[ADADELTA_RHO], hp[ADADELTA_EPS],
-                        hp[ADADELTA_WEIGHT_DECAY], grad_scale, parallel)
-    elif code == YOGI:
-        yogi_update(p, g, state[0], state[1], lr, hp[YOGI_BETA1], hp[YOGI_BETA2], hp[YOGI_EPS],
-                    hp[YOGI_WEIGHT_DECAY], grad_scale, parallel)
+    """One optimizer step over the whole flat buffer, in fixed chunks.
+
+    p, g : float (n,); state : float (k, n) the optimizer's state vectors;
+    hp : float64 hyperparameters (layouts above); step : 1-based update count.
+    """
+    n = p.shape[0]
+    s0 = _state_row(state, 0)
+    s1 = _state_row(state, 1)
+    s2 = _state_row(state, 2)
+    nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
+    if parallel and n >= PARALLEL_MIN_WORK:
+        for c in prange(nchunks):
+            update_span(code, p, g, s0, s1, s2, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK),
+                        hp, lr, step, grad_scale, False)
+    else:
+        update_span(code, p, g, s0, s1, s2, 0, n, hp, lr, step, grad_scale, False)
+
+
+@jit_parallel
+def apply_sparse_update(code, E, G, rows, n_rows, state, hp, lr, step, grad_scale, parallel):
+    """Lazy row-wise step: only the rows ``rows[:n_rows]`` of the table E are read
+    and written, with their gradients ``G[:n_rows]``.
+
+    E : float (V, d); G : float (>= n_rows, d); rows : int64 distinct row ids;
+    state : float (k, V, d).  Adam follows torch.optim.SparseAdam.
+    """
+    d = E.shape[1]
+    k = state.shape[0]
+    if parallel and n_rows * d >= PARALLEL_MIN_WORK:
+        for u in prange(n_rows):
+            r = rows[u]
+            update_span(code, E[r], G[u], state[0, r], state[min(1, k - 1), r],
+                        state[min(2, k - 1), r], 0, d, hp, lr, step, grad_scale, True)
+    else:
+        for u in range(n_rows):
+            r = rows[u]
+            update_span(code, E[r], G[u], state[0, r], state[min(1, k - 1), r],
+                        state[min(2, k - 1), r], 0, d, hp, lr, step, grad_scale, True)
 
 
 @jit

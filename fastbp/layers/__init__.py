@@ -1,6 +1,8 @@
-"""Layers: :class:`Dense`, :class:`Dropout`, and the :class:`Layer` base class."""
+"""Layers: :class:`Dense`, :class:`Dropout`, :class:`WindowEmbedding`, and the
+:class:`Layer` base class."""
 from .base import Layer
 from .dense import Dense
 from .dropout import Dropout
+from .embedding import WindowEmbedding
 
-__all__ = ["Layer", "Dense", "Dropout"]
+__all__ = ["Layer", "Dense", "Dropout", "WindowEmbedding"]

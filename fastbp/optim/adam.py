@@ -27,7 +27,11 @@ class Adam(Optimizer):
         theta_t = theta_{t-1} - lr / (1 - beta1^t) * m_t / (sqrt(v^_t) / sqrt(1 - beta2^t) + eps)
 
     eps is added *after* the bias-corrected square root, as PyTorch does.
-    State: ``exp_avg`` (m), ``exp_avg_sq`` (v), ``max_exp_avg_sq`` (AMSGrad), ``step``.
+    State: ``exp_avg`` (m), ``exp_avg_sq`` (v), ``max_exp_avg_sq`` (AMSGrad only), ``step``.
+
+    On a WindowEmbedding table the update is lazy and follows torch.optim.SparseAdam:
+    only the rows a batch uses are updated, and eps is added to sqrt(v) before the
+    bias correction: theta -= lr sqrt(1 - beta2^t) / (1 - beta1^t) m / (sqrt(v) + eps).
     """
 
     code = _k.ADAM
@@ -44,6 +48,9 @@ class Adam(Optimizer):
         if not isinstance(amsgrad, (bool, np.bool_)):
             raise TypeError(f"{name} amsgrad must be a bool, got {amsgrad!r}")
         self.amsgrad = bool(amsgrad)
+
+    def state_rows(self):
+        return 3 if self.amsgrad else 2
 
     def hyperparams(self):
         return np.array([self.betas[0], self.betas[1], self.eps, self.weight_decay,

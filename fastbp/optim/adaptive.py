@@ -33,11 +33,8 @@ class AdaGrad(Optimizer):
             "AdaGrad initial_accumulator_value", initial_accumulator_value, low=0.0)
         self.eps = check_float("AdaGrad eps", eps, low=0.0)
 
-    def build(self, n_params, dtype):
-        fresh = self.state is None or self.state.shape[1] != n_params or self.state.dtype != dtype
-        super().build(n_params, dtype)
-        if fresh:
-            self.state[0] = self.initial_accumulator_value
+    def state_fill(self):
+        return (self.initial_accumulator_value,)
 
     def hyperparams(self):
         return np.array([self.lr_decay, self.eps, self.weight_decay])
@@ -143,11 +140,8 @@ class Yogi(Optimizer):
         self.initial_accumulator_value = check_float(
             "Yogi initial_accumulator_value", initial_accumulator_value, low=0.0)
 
-    def build(self, n_params, dtype):
-        fresh = self.state is None or self.state.shape[1] != n_params or self.state.dtype != dtype
-        super().build(n_params, dtype)
-        if fresh:
-            self.state[1] = self.initial_accumulator_value
+    def state_fill(self):
+        return (0.0, self.initial_accumulator_value)
 
     def hyperparams(self):
         return np.array([self.betas[0], self.betas[1], self.eps, self.weight_decay])

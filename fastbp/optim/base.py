@@ -33,17 +33,33 @@ class Optimizer:
         """The float64 array the kernel reads (layout in fastbp.kernels.optim)."""
         raise NotImplementedError
 
+    def state_rows(self) -> int:
+        """How many state vectors this configuration keeps."""
+        return max(1, len(self.state_names))
+
+    def state_fill(self) -> tuple:
+        """The initial value of each state vector."""
+        return (0.0,) * self.state_rows()
+
+    def new_state(self, shape: tuple, dtype) -> np.ndarray:
+        """Freshly initialised state of shape (rows,) + shape (used for embedding tables)."""
+        state = np.empty((self.state_rows(),) + tuple(shape), dtype=dtype)
+        for k, value in enumerate(self.state_fill()):
+            state[k] = value
+        return state
+
     def build(self, n_params: int, dtype) -> None:
-        """Allocate zeroed state for ``n_params`` parameters (idempotent for equal sizes)."""
-        rows = max(1, len(self.state_names))
+        """Allocate initial state for ``n_params`` parameters (kept when already that size)."""
+        rows = self.state_rows()
         if self.state is None or self.state.shape != (rows, n_params) or self.state.dtype != dtype:
-            self.state = np.zeros((rows, n_params), dtype=dtype)
+            self.state = self.new_state((n_params,), dtype)
             self.step[0] = 0
 
     def __getattr__(self, name):
         names = type(self).state_names
-        if name in names and self.__dict__.get("state") is not None:
-            return self.__dict__["state"][names.index(name)]
+        state = self.__dict__.get("state")
+        if name in names and state is not None and names.index(name) < state.shape[0]:
+            return state[names.index(name)]
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
     @property

@@ -1,0 +1,138 @@
+"""The sliding-window word-embedding layer (seed 000, CS224N window model)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import check_int
+from ..kernels.embedding import gather_windows, window_row_gradients
+from ..threads import parallel_enabled
+from .base import Layer
+
+WINDOW = 2  # the layer kind; the engine handles it in front of its table
+
+
+class WindowEmbedding(Layer):
+    """Look up the 2w+1 word vectors of each window and concatenate them.
+
+    Parameters
+    ----------
+    vocab_size, dim : int
+        The table ``E`` has shape ``(vocab_size, dim)``.
+    window : int
+        w: inputs are int ids of shape ``(batch, 2w+1)``, outputs float
+        ``(batch, (2w+1) dim)``.
+    weights : array (vocab_size, dim), optional
+        Initial vectors (pretrained, e.g. from :func:`fastbp.text.load_vectors`).
+        Without them rows are drawn from N(0, 1), as torch.nn.Embedding does.
+    trainable : bool
+        False keeps the vectors frozen (seed 000: when the training set is small,
+        fine-tuning moves only the words it contains).
+    padding_id : int or None
+        This row takes no gradient (PyTorch's ``padding_idx``) and starts at zero
+        unless ``weights`` are given.  None: no padding row.
+
+    Only the rows a batch uses are read and written by the optimizer (lazy,
+    row-wise updates), so a step costs the same for any vocabulary size.  The
+    table is kept out of the model's flat parameter buffer.  The layer must be
+    the first of a Sequential model.
+    """
+
+    kind = WINDOW
+
+    def __init__(self, vocab_size: int, dim: int, window: int = 2, weights=None,
+                 trainable: bool = True, padding_id: int | None = 0):
+        super().__init__()
+        self.vocab_size = check_int("WindowEmbedding vocab_size", vocab_size, 1)
+        self.dim = check_int("WindowEmbedding dim", dim, 1)
+        self.window = check_int("WindowEmbedding window", window, 0)
+        if not isinstance(trainable, (bool, np.bool_)):
+            raise TypeError(f"WindowEmbedding trainable must be a bool, got {trainable!r}")
+        self.trainable = bool(trainable)
+        if padding_id is not None:
+            padding_id = check_int("WindowEmbedding padding_id", padding_id, 0)
+            if padding_id >= self.vocab_size:
+                raise ValueError(f"WindowEmbedding padding_id must lie in [0, {self.vocab_size}), "
+                                 f"got {padding_id}")
+        self.padding_id = padding_id
+        if weights is not None:
+            w = np.asarray(weights)
+            if w.shape != (self.vocab_size, self.dim):
+                raise ValueError(f"WindowEmbedding weights must have shape "
+                                 f"{(self.vocab_size, self.dim)}, got {w.shape}")
+            if not np.issubdtype(w.dtype, np.number) or not np.isfinite(w).all():
+                raise ValueError("WindowEmbedding weights must be finite numbers")
+        self._weights = weights
+        self.n_in = 2 * self.window + 1  # the model's input width: ids per window
+        self._E = None
+        self.state = None  # lazy optimizer state (k, V, d), set by the model
+        self.step = np.zeros(1, dtype=np.int64)
+        self._ws: dict = {}
+
+    @property
+    def width(self) -> int:
+        return 2 * self.window + 1
+
+    def output_dim(self, input_dim: int) -> int:
+        if input_dim != self.width:
+            raise ValueError(f"WindowEmbedding(window={self.window}) takes windows of "
+                             f"{self.width} ids, got inputs of width {input_dim}")
+        return self.width * self.dim
+
+    def build(self, input_dim, rng, dtype):
+        if self._weights is not None:
+            E = np.array(self._weights, dtype=dtype, order="C")
+        else:
+            E = rng.standard_normal((self.vocab_size, self.dim)).astype(dtype)
+            if self.padding_id is not None:
+                E[self.padding_id] = 0
+        self._E = E
+        return {}
+
+    @property
+    def E(self) -> np.ndarray:
+        """The embedding table, (vocab_size, dim)."""
+        return self._E
+
+    @E.setter
+    def E(self, value):
+        arr = np.asarray(value)
+        if arr.shape != self._E.shape:
+            raise ValueError(f"E must have shape {self._E.shape}, got {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
+            raise ValueError("E must hold finite numbers")
+        self._E[...] = arr
+
+    @property
+    def n_params(self) -> int:
+        return 0 if self._E is None else int(self._E.size)
+
+    @property
+    def padding_code(self) -> int:
+        return -1 if self.padding_id is None else self.padding_id
+
+    def _buffer(self, name, shape, dtype):
+        buf = self._ws.get(name)
+        if buf is None or buf.shape[0] < shape[0] or buf.dtype != dtype:
+            buf = np.empty(shape, dtype=dtype)
+            self._ws[name] = buf
+        return buf[:shape[0]]
+
+    # The per-layer path.
+    def forward(self, ids, training):
+        out = self._buffer("x", (ids.shape[0], self.width * self.dim), self._E.dtype)
+        gather_windows(self._E, ids, out, parallel_enabled())
+        self._ids = ids
+        return out
+
+    def backward(self, g):
+        """Sum dL/dx into per-row gradients: sets ``rows``/``row_grads``/``n_rows``."""
+        n = self._ids.size
+        self.rows = self._buffer("rows", (n,), np.int64)
+        self.row_grads = self._buffer("G", (n, self.dim), self._E.dtype)
+        self.n_rows = window_row_gradients(self._ids, np.ascontiguousarray(g), self.dim,
+                                           self.padding_code, self.rows, self.row_grads)
+        return None
+
+    def get_config(self):
+        return {"vocab_size": self.vocab_size, "dim": self.dim, "window": self.window,
+                "trainable": self.trainable, "padding_id": self.padding_id}
