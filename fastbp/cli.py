@@ -79,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fastbp: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`fastbp info | head`): stop quietly, and point stdout at
+        # devnull so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (CommandError, DivergenceError, ValueError, TypeError, OSError) as exc:
         print(f"fastbp {args.command}: error: {exc}", file=sys.stderr)
         return 1
