@@ -5,6 +5,7 @@ The mask is regenerated from the counter-based generator in backward.
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
 from .._config import PARALLEL_MIN_WORK, jit, jit_parallel
@@ -26,6 +27,7 @@ def dropout_apply(x, out, key, p, parallel):
     """out <- x * mask / (1 - p); x, out : float (batch, n).  The backward pass calls
     this same function with the upstream gradient as x (the mask is the same)."""
     m, n = x.shape
+    key = np.uint64(key)  # a key passed from Python may arrive typed as int64
     keep_scale = x.dtype.type(1.0 / (1.0 - p))
     if parallel and x.size >= PARALLEL_MIN_WORK:
         for i in prange(m):

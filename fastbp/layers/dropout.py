@@ -37,7 +37,7 @@ class Dropout(Layer):
 
     def set_step(self, seed: int, step: int) -> None:
         """Key the mask of the next forward/backward pair (called by the model)."""
-        self._key = combine_key(seed, step, self.index)
+        self._key = np.uint64(combine_key(seed, step, self.index))
 
     def forward(self, x, training):
         self._training = bool(training) and self.p > 0
