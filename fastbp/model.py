@@ -334,16 +334,13 @@ class Sequential:
                             for e in range(count)])
             losses = np.zeros((count, n_batches))
             done, step, status = self._run_epochs(X, yf, yi, perms, batch_size, lrs, losses)
-            elapsed = (time.perf_counter() - t0) / count
+            elapsed = (time.perf_counter() - t0) / count  # training time, per epoch
             for e in range(done):
                 logs = {"loss": float(np.dot(losses[e], sizes) / n), "lr": float(lrs[e, -1])}
-                if per_epoch:
-                    if validation_data is not None:
-                        for k, v in self._evaluate_converted(Xv, yvf, yvi, 1024).items():
-                            logs["val_" + k] = v
-                    logs["time"] = time.perf_counter() - t0
-                else:
-                    logs["time"] = elapsed
+                if validation_data is not None:
+                    for k, v in self._evaluate_converted(Xv, yvf, yvi, 1024).items():
+                        logs["val_" + k] = v
+                logs["time"] = elapsed
                 history.append(epoch + e, logs)
                 if verbose:
                     shown = "  ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "time")
