@@ -31,8 +31,13 @@ SMALL_GEMM_WORK = 1 << 16
 NARROW = 16
 SMALL_NARROW_WORK = 1 << 18
 
-#: Element count below which elementwise work and small GEMMs run serially: a
-#: ``prange`` region costs a few microseconds to start.
+#: BLAS products are split into this many row blocks (fixed, so that results do
+#: not depend on the thread count), each of at least MIN_BLOCK_ROWS rows.
+ROW_BLOCKS = 4
+MIN_BLOCK_ROWS = 64
+
+#: Element count below which elementwise work runs serially: a ``prange``
+#: region costs a few microseconds to start.
 PARALLEL_MIN_WORK = 1 << 15
 
 #: Fixed chunk (in elements) for flat-buffer reductions: the partial sums are

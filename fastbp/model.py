@@ -24,7 +24,7 @@ from .layers.base import Layer
 from .layers.embedding import WindowEmbedding
 from .plan import Plan
 from .schedules import Schedule
-from .threads import parallel_enabled
+from .threads import parallel_enabled, pin_blas
 
 
 class DivergenceError(FloatingPointError):
@@ -163,6 +163,7 @@ class Sequential:
         if not isinstance(fused, (bool, np.bool_)):
             raise TypeError(f"fused must be a bool, got {fused!r}")
         self.optimizer, self.loss = optimizer, loss
+        pin_blas()
         self.fused = bool(fused) and self._plan.fusable
         self.optimizer.build(self.n_params, self.dtype)
         self._plan.attach_optimizer(self.optimizer)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._config import NARROW
 from .kernels import engine as _engine
 from .layers.embedding import WindowEmbedding
 from .threads import parallel_enabled
@@ -31,9 +30,8 @@ class Plan:
         self.start = start
         self.dtype = model.dtype
         self.table, self.ftable = self._tables(model, start)
-        narrow = [l.n_in * l.n_out for l in layers
-                  if l.kind == _engine.DENSE and l.n_out < NARROW]
-        self.scratch = np.empty(max(narrow + [1]), dtype=self.dtype)
+        sizes = [l.n_in * l.n_out for l in layers if l.kind == _engine.DENSE]
+        self.scratch = np.empty(max(sizes + [1]), dtype=self.dtype)
         self.widths = model.widths[start:]
         self.input_width = model.widths[0] if self.window is not None else model.n_in
         self.capacity = 0

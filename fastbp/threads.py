@@ -1,8 +1,12 @@
-"""Thread control: numba's worker threads and the BLAS threads, set together.
+"""Thread control.
 
-fastbp never calls BLAS from inside a ``prange`` region, so the two pools never
-nest; keeping both at the same count means at most ``n`` threads compute at
-any moment.
+fastbp's parallel loops run on numba's worker threads.  BLAS products are split
+by fastbp itself into blocks fixed by the shapes (see fastbp.kernels.gemm) and
+run on those same threads, each block calling SciPy's BLAS (the BLAS behind
+``np.dot`` inside ``@njit``) on one thread.  So numba threads x BLAS threads
+never exceeds the thread count, and results do not depend on it.  Compiling a
+model pins SciPy's OpenBLAS to one thread for the process; NumPy's own BLAS is
+left alone.
 """
 from __future__ import annotations
 
@@ -20,21 +24,33 @@ def _load_blas():
     import scipy.linalg.cython_blas  # noqa: F401
 
 
+def pin_blas() -> None:
+    """Run SciPy's BLAS on one thread (once per process); fastbp parallelises around it."""
+    global _blas_controller
+    if _blas_controller is not None:
+        return
+    _load_blas()
+    from threadpoolctl import ThreadpoolController
+    libs = [lib for lib in ThreadpoolController().lib_controllers
+            if lib.user_api == "blas" and f"{os.sep}scipy" in lib.filepath]
+    for lib in libs:
+        lib.set_num_threads(1)
+    _blas_controller = libs
+
+
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads for fastbp's parallel loops and for BLAS.
+    """Use ``n`` threads for fastbp's parallel loops (BLAS blocks included).
 
     ``n`` must lie in [1, numba.config.NUMBA_NUM_THREADS] (the number of cores
-    unless ``NUMBA_NUM_THREADS`` says otherwise).
+    unless ``NUMBA_NUM_THREADS`` says otherwise).  The same seed gives the same
+    weights at any ``n``.
     """
-    global _blas_controller
     limit = numba.config.NUMBA_NUM_THREADS
     n = check_int("number of threads", n, 1)
     if n > limit:
         raise ValueError(f"number of threads must be <= {limit} (NUMBA_NUM_THREADS), got {n}")
     numba.set_num_threads(n)
-    _load_blas()
-    from threadpoolctl import threadpool_limits
-    _blas_controller = threadpool_limits(limits=n, user_api="blas")
+    pin_blas()
 
 
 def get_num_threads() -> int:

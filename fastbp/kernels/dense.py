@@ -10,7 +10,9 @@ Shapes: x (batch, n_in), W (n_in, n_out), b (n_out,), a and g (batch, n_out).
 Three ways to multiply, chosen by shape (measured in benchmarks/bench_kernels):
 
 * large products (``batch * n_in * n_out >= SMALL_GEMM_WORK``) go to BLAS
-  through ``np.dot`` with an ``out`` argument, so nothing is allocated;
+  through ``np.dot`` with an ``out`` argument, in blocks fixed by the shapes
+  (:mod:`fastbp.kernels.gemm`), so nothing is allocated and the numbers do not
+  depend on the thread count;
 * small, wide products (n_out >= NARROW) run as "axpy" loops: an output row
   is built as a sum of rows of W, four at a time, so the inner loop runs over
   contiguous memory and LLVM vectorises it;
@@ -28,6 +30,7 @@ import numpy as np
 
 from .._config import NARROW, SMALL_GEMM_WORK, SMALL_NARROW_WORK, jit
 from .elementwise import activate_row, bias_activate, column_sums, scale_by_derivative
+from .gemm import matmul_rows, matmul_tn
 
 
 @jit
@@ -124,7 +127,7 @@ def dense_forward(x, W, b, out, act, slope, scratch, parallel):
 
     x : float (batch, n_in); W : float (n_in, n_out); b : float (n_out,);
     out : float (batch, n_out), written; act : activation code; slope : leaky-ReLU
-    slope; scratch : float (>= n_in * n_out,) workspace for narrow layers.
+    slope; scratch : float (>= n_in * n_out,) workspace.
     """
     m = x.shape[0]
     n_in, n_out = W.shape
@@ -146,7 +149,7 @@ def dense_forward(x, W, b, out, act, slope, scratch, parallel):
                 oi[j] += b[j]
             activate_row(oi, act, slope)
     else:
-        np.dot(x, W, out)
+        matmul_rows(x, W, out, parallel)
         bias_activate(out, b, act, slope, parallel)
 
 
@@ -157,8 +160,7 @@ def dense_backward(x, a, W, g, dW, db, g_in, act, slope, need_input_grad, scratc
     x : (batch, n_in) input; a : (batch, n_out) stored output; W : (n_in, n_out);
     g : (batch, n_out) upstream gradient dL/da, overwritten with delta = dL/dz;
     dW : (n_in, n_out) and db : (n_out,), written; g_in : (batch, n_in), written
-    with dL/dx when need_input_grad; scratch : float (>= n_in n_out,) for
-    narrow layers.
+    with dL/dx when need_input_grad; scratch : float (>= n_in n_out,) workspace.
     """
     m = x.shape[0]
     n_in, n_out = W.shape
@@ -181,6 +183,6 @@ def dense_backward(x, a, W, g, dW, db, g_in, act, slope, need_input_grad, scratc
                 for k in range(n_in):
                     gini[k] = dot(gi, W[k])
     else:
-        np.dot(x.T, g, dW)
+        matmul_tn(x, g, dW, scratch, parallel)
         if need_input_grad:
-            np.dot(g, W.T, g_in)
+            matmul_rows(g, W.T, g_in, parallel)
