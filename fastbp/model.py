@@ -288,7 +288,8 @@ class Sequential:
 
         seed fixes the shuffling order and the dropout masks; ``None`` continues
         the model's own stream.  schedule sets the learning rate per epoch or per
-        step from the optimizer's ``lr``.  verbose: 0 silent, 1 or 2 one line per epoch.
+        step from the optimizer's ``lr``.  verbose: 0 silent, 1 a progress bar per
+        epoch (tqdm), 2 one line per epoch.  callbacks: see :mod:`fastbp.callbacks`.
         Returns a :class:`History`.
         """
         self._require_compiled()
@@ -321,6 +322,12 @@ class Sequential:
         self.stop_training = False
         callbacks = list(callbacks or [])
         for cb in callbacks:
+            if not all(callable(getattr(cb, name, None)) for name in
+                       ("set_model", "on_train_begin", "on_epoch_end", "on_train_end")):
+                raise TypeError(f"callback {cb!r} must provide set_model, on_train_begin, "
+                                f"on_epoch_end and on_train_end (subclass "
+                                f"fastbp.callbacks.Callback)")
+        for cb in callbacks:
             cb.set_model(self)
             cb.on_train_begin()
         per_epoch = bool(callbacks) or validation_data is not None or verbose != 0
@@ -329,12 +336,20 @@ class Sequential:
         epoch = 0
         while epoch < epochs and not self.stop_training:
             count = min(group, epochs - epoch)
+            if per_epoch:
+                for cb in callbacks:
+                    if hasattr(cb, "on_epoch_begin"):
+                        cb.on_epoch_begin(epoch)
             t0 = time.perf_counter()
             perms = np.stack([self._permutation(n, shuffle) for _ in range(count)])
             lrs = np.stack([self._learning_rates(schedule, epoch + e, n_batches, e * n_batches)
                             for e in range(count)])
             losses = np.zeros((count, n_batches))
-            done, step, status = self._run_epochs(X, yf, yi, perms, batch_size, lrs, losses)
+            if verbose == 1:
+                done, step, status = self._run_epoch_with_bar(
+                    X, yf, yi, perms, batch_size, lrs, losses, sizes, epoch, epochs)
+            else:
+                done, step, status = self._run_epochs(X, yf, yi, perms, batch_size, lrs, losses)
             elapsed = (time.perf_counter() - t0) / count  # training time, per epoch
             for e in range(done):
                 logs = {"loss": float(np.dot(losses[e], sizes) / n), "lr": float(lrs[e, -1])}
@@ -343,7 +358,7 @@ class Sequential:
                         logs["val_" + k] = v
                 logs["time"] = elapsed
                 history.append(epoch + e, logs)
-                if verbose:
+                if verbose == 2:
                     shown = "  ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "time")
                     print(f"epoch {epoch + e + 1}/{epochs}  {shown}  "
                           f"({logs['time'] * 1e3:.1f} ms)", flush=True)
@@ -369,6 +384,28 @@ class Sequential:
             return np.full(n_batches, schedule(epoch, base))
         t0 = int(self.optimizer.step[0]) + offset
         return np.array([schedule(t0 + s, base) for s in range(n_batches)])
+
+    def _run_epoch_with_bar(self, X, yf, yi, perms, batch_size, lrs, losses, sizes, epoch,
+                            epochs):
+        """One epoch in about 20 compiled calls, with a tqdm bar over its batches."""
+        from tqdm.auto import tqdm
+        n_batches = losses.shape[1]
+        n = perms.shape[1]
+        chunk = max(1, -(-n_batches // 20))
+        with tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
+                  leave=True, dynamic_ncols=True) as bar:
+            for s0 in range(0, n_batches, chunk):
+                s1 = min(n_batches, s0 + chunk)
+                part = perms[:, s0 * batch_size:min(n, s1 * batch_size)]
+                done, step, status = self._run_epochs(X, yf, yi, np.ascontiguousarray(part),
+                                                      batch_size, lrs[:, s0:s1],
+                                                      losses[:, s0:s1])
+                if status:
+                    return 0, s0 + step, status
+                bar.update(s1 - s0)
+                seen = sizes[:s1]
+                bar.set_postfix(loss=f"{np.dot(losses[0, :s1], seen) / seen.sum():.4g}")
+        return 1, 0, 0
 
     def _run_epochs(self, X, yf, yi, perms, batch_size, lrs, losses):
         """Run len(perms) epochs; returns (epochs done, failing step, status)."""

@@ -1,0 +1,189 @@
+"""Callbacks for :meth:`fastbp.Sequential.fit` (after Keras).
+
+A callback gets ``set_model(model)`` once, then ``on_train_begin()``,
+``on_epoch_begin(epoch)`` and ``on_epoch_end(epoch, logs)`` around every epoch
+(``logs`` holds ``loss``, ``lr``, ``time`` and the ``val_*`` metrics), and
+``on_train_end()``.  Setting ``model.stop_training = True`` ends ``fit`` after
+the current epoch.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable
+
+import numpy as np
+
+from ._validation import check_float, check_int
+
+
+class Callback:
+    def __init__(self):
+        self.model = None
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def on_train_begin(self) -> None:
+        pass
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        pass
+
+    def on_train_end(self) -> None:
+        pass
+
+
+def _check_mode(monitor: str, mode: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        return "max" if "acc" in monitor else "min"
+    return mode
+
+
+def _monitored(logs: dict, monitor: str, who: str) -> float:
+    if monitor not in logs:
+        raise ValueError(f"{who} monitors {monitor!r}, which fit did not log; logged: "
+                         f"{sorted(logs)} (val_* metrics need validation_data)")
+    return float(logs[monitor])
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    With ``restore_best_weights`` the model ends with the parameters (and embedding
+    table) of its best epoch.
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best_weights: bool = False):
+        super().__init__()
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a string, got {monitor!r}")
+        self.monitor = monitor
+        self.patience = check_int("EarlyStopping patience", patience, 0)
+        self.min_delta = check_float("EarlyStopping min_delta", min_delta, low=0.0)
+        self.mode = _check_mode(monitor, mode)
+        self.restore_best_weights = bool(restore_best_weights)
+
+    def on_train_begin(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = -1
+        self.wait = 0
+        self.stopped_epoch = None
+        self._best_weights = None
+
+    def _improved(self, value):
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, epoch, logs):
+        value = _monitored(logs, self.monitor, "EarlyStopping")
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self._best_weights = _snapshot(self.model)
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self):
+        if self.restore_best_weights and self._best_weights is not None:
+            _restore(self.model, self._best_weights)
+
+
+def _snapshot(model):
+    emb = model.window.E.copy() if model.window is not None else None
+    return model.params.copy(), emb
+
+
+def _restore(model, snapshot):
+    params, emb = snapshot
+    model.params[...] = params
+    if emb is not None:
+        model.window.E[...] = emb
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate before each epoch: ``lr = schedule(epoch, lr)``."""
+
+    def __init__(self, schedule: Callable[[int, float], float]):
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler needs a callable (epoch, lr) -> lr, got "
+                            f"{schedule!r}")
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch):
+        lr = self.schedule(epoch, self.model.optimizer.lr)
+        self.model.optimizer.lr = check_float("the scheduled learning rate", lr, low=0.0,
+                                              low_open=True)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model every ``every`` epochs, or (``save_best_only``) whenever
+    ``monitor`` improves.  ``path`` may contain ``{epoch}`` (1-based).  Each save is
+    atomic (see :func:`fastbp.load`)."""
+
+    def __init__(self, path, every: int = 1, monitor: str = "val_loss",
+                 save_best_only: bool = False, mode: str = "auto"):
+        super().__init__()
+        self.path = os.fspath(path)
+        self.every = check_int("ModelCheckpoint every", every, 1)
+        self.monitor = monitor
+        self.save_best_only = bool(save_best_only)
+        self.mode = _check_mode(monitor, mode)
+        self.saved: list[str] = []
+
+    def on_train_begin(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_epoch_end(self, epoch, logs):
+        if self.save_best_only:
+            value = _monitored(logs, self.monitor, "ModelCheckpoint")
+            better = value < self.best if self.mode == "min" else value > self.best
+            if not better:
+                return
+            self.best = value
+        elif (epoch + 1) % self.every:
+            return
+        path = self.path.format(epoch=epoch + 1)
+        self.model.save(path)
+        self.saved.append(path)
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda e, logs: ...)``."""
+
+    def __init__(self, on_train_begin=None, on_epoch_begin=None, on_epoch_end=None,
+                 on_train_end=None):
+        super().__init__()
+        for name, fn in (("on_train_begin", on_train_begin), ("on_epoch_begin", on_epoch_begin),
+                         ("on_epoch_end", on_epoch_end), ("on_train_end", on_train_end)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"LambdaCallback {name} must be callable, got {fn!r}")
+        self._begin, self._epoch_begin = on_train_begin, on_epoch_begin
+        self._epoch_end, self._end = on_epoch_end, on_train_end
+
+    def on_train_begin(self):
+        if self._begin:
+            self._begin()
+
+    def on_epoch_begin(self, epoch):
+        if self._epoch_begin:
+            self._epoch_begin(epoch)
+
+    def on_epoch_end(self, epoch, logs):
+        if self._epoch_end:
+            self._epoch_end(epoch, logs)
+
+    def on_train_end(self):
+        if self._end:
+            self._end()
