@@ -5,7 +5,7 @@
 ...                        fb.layers.Dense(8, 3)], dtype="float64", seed=0)
 >>> _ = model.compile(optimizer=fb.optim.Adam(lr=1e-2), loss="softmax_cross_entropy")
 """
-from . import callbacks, datasets, init, layers, losses, optim, schedules, text
+from . import callbacks, datasets, diagnostics, init, layers, losses, optim, schedules, text
 from .gradcheck import gradcheck
 from .io import load
 from .model import DivergenceError, History, Sequential
@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Sequential", "History", "DivergenceError", "layers", "losses", "optim", "schedules", "init",
-    "text", "callbacks", "datasets",
+    "text", "callbacks", "datasets", "diagnostics",
     "gradcheck", "load", "set_num_threads", "get_num_threads", "warmup", "cache_dir",
     "__version__",
 ]
