@@ -8,6 +8,7 @@ target, so an interrupted save leaves the previous file intact.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -17,6 +18,12 @@ import numpy as np
 
 FORMAT = "fastbp-checkpoint"
 VERSION = 1
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _layer_classes():
@@ -40,7 +47,8 @@ def model_from_config(config: dict, dtype=None):
 def save_model(model, path) -> None:
     path = os.fspath(path)
     meta = {"format": FORMAT, "version": VERSION, "model": model.get_config(),
-            "rng_step": int(model._rng_step[0]), "dropout_seed": int(model._dropout_seed)}
+            "rng_step": int(model._rng_step[0]), "dropout_seed": int(model._dropout_seed),
+            "epoch": int(model.epoch), "shuffle_rng": model._shuffle_rng.bit_generator.state}
     arrays = {"params": model.params}
     if model.window is not None:
         arrays["embedding"] = model.window.E
@@ -57,8 +65,15 @@ def save_model(model, path) -> None:
         arrays["optimizer_state"] = model.optimizer.state
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=folder)
+    prefix = f".{os.path.basename(path)}."
+    for stale in glob.glob(os.path.join(folder, glob.escape(prefix) + "*.fastbp-tmp")):
+        try:  # left by a save that was killed before its rename
+            os.unlink(stale)
+        except OSError:
+            pass
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".fastbp-tmp", dir=folder)
     try:
+        os.chmod(tmp, 0o644 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -83,6 +98,14 @@ def load(path):
     from . import optim, losses
     path = os.fspath(path)
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ValueError(f"cannot read checkpoint {path!r}: {e}") from None
+    if magic != b"PK\x03\x04":
+        raise ValueError(f"{path!r} is not a fastbp checkpoint (not an .npz archive; got the "
+                         f"leading bytes {magic!r})")
+    try:
         with np.load(path, allow_pickle=False) as z:
             files = set(z.files)
             if "meta" not in files or "params" not in files:
@@ -92,7 +115,8 @@ def load(path):
             state = z["optimizer_state"] if "optimizer_state" in files else None
             embedding = z["embedding"] if "embedding" in files else None
             embedding_state = z["embedding_state"] if "embedding_state" in files else None
-    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError,
+            ValueError, KeyError) as e:
         raise ValueError(f"{path!r} is not a readable fastbp checkpoint: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path!r} is not a fastbp checkpoint")
@@ -108,8 +132,13 @@ def load(path):
         if embedding is None or embedding.shape != model.window.E.shape:
             raise ValueError(f"{path!r}: the embedding table is missing or has the wrong shape")
         model.window.E[...] = embedding
-    model._rng_step[0] = meta["rng_step"]
-    model._dropout_seed = meta["dropout_seed"]
+    try:
+        model._rng_step[0] = meta["rng_step"]
+        model._dropout_seed = meta["dropout_seed"]
+        model.epoch = int(meta["epoch"])
+        model._shuffle_rng.bit_generator.state = meta["shuffle_rng"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path!r}: damaged training state in the checkpoint ({e})") from None
     if "optimizer" in meta:
         spec = meta["optimizer"]
         cls = getattr(optim, spec["class"], None)

@@ -133,6 +133,8 @@ class Sequential:
         self._dropout_seed = self.seed
         self._shuffle_rng = np.random.default_rng([self.seed, 1])
         self.stop_training = False
+        self.epoch = 0  # epochs trained so far: per-epoch schedules continue from here
+        self._last_rows = 0
 
     # -- construction -------------------------------------------------------------
     def _input_width(self) -> int:
@@ -283,7 +285,7 @@ class Sequential:
     # -- fit -----------------------------------------------------------------------------
     def fit(self, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             seed: int | None = None, validation_data=None, schedule: Schedule | None = None,
-            verbose: int = 0, callbacks=None) -> History:
+            verbose: int = 0, callbacks=None, initial_epoch: int | None = None) -> History:
         """Train for ``epochs`` passes over (X, y) in minibatches.
 
         seed fixes the shuffling order and the dropout masks; ``None`` continues
@@ -308,6 +310,8 @@ class Sequential:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             Xv = self._inputs(validation_data[0], "validation X")
             yvf, yvi = self._targets(validation_data[1], Xv.shape[0], "validation y")
+        if initial_epoch is not None:
+            self.epoch = check_int("initial_epoch", initial_epoch, 0)
         if seed is not None:
             seed = check_int("seed", seed, 0)
             self._shuffle_rng = np.random.default_rng([seed, 1])
@@ -342,7 +346,8 @@ class Sequential:
                         cb.on_epoch_begin(epoch)
             t0 = time.perf_counter()
             perms = np.stack([self._permutation(n, shuffle) for _ in range(count)])
-            lrs = np.stack([self._learning_rates(schedule, epoch + e, n_batches, e * n_batches)
+            lrs = np.stack([self._learning_rates(schedule, self.epoch + e, n_batches,
+                                                 e * n_batches)
                             for e in range(count)])
             losses = np.zeros((count, n_batches))
             if verbose == 1:
@@ -352,18 +357,19 @@ class Sequential:
                 done, step, status = self._run_epochs(X, yf, yi, perms, batch_size, lrs, losses)
             elapsed = (time.perf_counter() - t0) / count  # training time, per epoch
             for e in range(done):
+                self.epoch += 1
                 logs = {"loss": float(np.dot(losses[e], sizes) / n), "lr": float(lrs[e, -1])}
                 if validation_data is not None:
                     for k, v in self._evaluate_converted(Xv, yvf, yvi, 1024).items():
                         logs["val_" + k] = v
                 logs["time"] = elapsed
-                history.append(epoch + e, logs)
+                history.append(self.epoch - 1, logs)
                 if verbose == 2:
                     shown = "  ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "time")
-                    print(f"epoch {epoch + e + 1}/{epochs}  {shown}  "
+                    print(f"epoch {self.epoch} ({epoch + e + 1}/{epochs})  {shown}  "
                           f"({logs['time'] * 1e3:.1f} ms)", flush=True)
                 for cb in callbacks:
-                    cb.on_epoch_end(epoch + e, logs)
+                    cb.on_epoch_end(self.epoch - 1, logs)
             if status:
                 e = epoch + done
                 raise DivergenceError(_divergence_message(status, losses[done, step], e, step),
