@@ -1,0 +1,220 @@
+"""The sliding-window embedding path (issue 5): gather/scatter kernels, lazy sparse
+updates against PyTorch (nn.Embedding(sparse=True) + SparseAdam + Adam), sparse SGD
+equal to dense SGD, repeated ids, the padding row, frozen tables and bad ids."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp.kernels.embedding import gather_windows, window_row_gradients
+
+
+def _window_model(V=40, dim=3, window=1, hidden=6, classes=4, dtype="float64", seed=0,
+                  trainable=True, padding_id=0, weights=None):
+    return fb.Sequential([
+        fb.layers.WindowEmbedding(V, dim, window=window, trainable=trainable,
+                                  padding_id=padding_id, weights=weights),
+        fb.layers.Dense((2 * window + 1) * dim, hidden, activation="tanh"),
+        fb.layers.Dense(hidden, classes),
+    ], dtype=dtype, seed=seed)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_gather_matches_numpy(parallel):
+    rng = np.random.default_rng(0)
+    E = rng.standard_normal((50, 7))
+    ids = rng.integers(0, 50, (33, 5))
+    out = np.empty((33, 35))
+    gather_windows(E, ids, out, parallel)
+    np.testing.assert_array_equal(out, E[ids].reshape(33, 35))
+
+
+@pytest.mark.parametrize("padding_id", [0, 3, -1])
+def test_row_gradients_accumulate_repeats_like_add_at(padding_id):
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 6, (20, 3))  # many repeats
+    gx = rng.standard_normal((20, 3 * 4))
+    rows = np.empty(60, dtype=np.int64)
+    G = np.empty((60, 4))
+    n = window_row_gradients(ids, gx, 4, padding_id, rows, G)
+    dense = np.zeros((6, 4))
+    np.add.at(dense, ids.ravel(), gx.reshape(60, 4))
+    if padding_id >= 0:
+        dense[padding_id] = 0
+    want_rows = np.array(sorted(set(ids.ravel()) - {padding_id}))
+    np.testing.assert_array_equal(rows[:n], want_rows)
+    np.testing.assert_allclose(G[:n], dense[want_rows], rtol=1e-14, atol=1e-15)
+    # NumPy's fancy-index += would have lost the repeats:
+    lossy = np.zeros((6, 4))
+    lossy[ids.ravel()] += gx.reshape(60, 4)
+    assert not np.allclose(lossy[want_rows], dense[want_rows])
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_gradcheck_window_model(fused):
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, 40, (9, 3))
+    ids[0, 0] = ids[1, 2] = ids[2, 1]  # a repeated id
+    ids[3, 0] = 0  # the padding row
+    y = rng.integers(0, 4, 9)
+    m = _window_model()
+    m.compile(fb.optim.SGD(lr=0.1), "softmax_cross_entropy", fused=fused)
+    err, details = fb.gradcheck(m, ids, y, return_details=True)
+    assert err < 1e-6, details
+    assert "0.WindowEmbedding.E" in details
+
+
+def test_padding_row_takes_no_gradient_and_starts_at_zero():
+    m = _window_model(padding_id=0)
+    assert np.all(m.window.E[0] == 0)
+    m.compile(fb.optim.Adam(lr=0.1), "softmax_cross_entropy")
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 40, (30, 3))
+    ids[:, 0] = 0
+    for _ in range(5):
+        m.train_on_batch(ids, rng.integers(0, 4, 30))
+    assert np.all(m.window.E[0] == 0)
+
+
+def test_only_used_rows_change_and_frozen_tables_stay():
+    rng = np.random.default_rng(4)
+    ids = rng.integers(1, 20, (16, 3))
+    y = rng.integers(0, 4, 16)
+    for opt in (fb.optim.SGD(lr=0.1, momentum=0.9), fb.optim.Adam(lr=0.1),
+                fb.optim.AdaGrad(lr=0.1), fb.optim.RMSProp(lr=0.01), fb.optim.Adadelta(),
+                fb.optim.Yogi(lr=0.1), fb.optim.AdamW(lr=0.1)):
+        m = _window_model()
+        m.compile(opt, "softmax_cross_entropy")
+        before = m.window.E.copy()
+        m.train_on_batch(ids, y)
+        changed = np.any(m.window.E != before, axis=1)
+        used = np.zeros(40, bool)
+        used[np.unique(ids)] = True
+        assert not np.any(changed & ~used), type(opt).__name__
+        assert np.all(changed[used]), type(opt).__name__
+    m = _window_model(trainable=False)
+    m.compile(fb.optim.Adam(lr=0.1), "softmax_cross_entropy")
+    before = m.window.E.copy()
+    dense_before = m.params.copy()
+    m.fit(ids, y, epochs=3, batch_size=4)
+    np.testing.assert_array_equal(m.window.E, before)
+    assert not np.array_equal(m.params, dense_before)
+
+
+def test_sparse_sgd_equals_dense_sgd():
+    # Plain SGD on the used rows only is exactly SGD on the whole table, since the
+    # other rows have zero gradient.
+    rng = np.random.default_rng(5)
+    V, d = 30, 4
+    ids = rng.integers(0, V, (12, 3))
+    y = rng.integers(0, 4, 12)
+    m = _window_model(V=V, dim=d, padding_id=None)
+    m.compile(fb.optim.SGD(lr=0.3), "softmax_cross_entropy")
+    ref_E = m.window.E.copy()
+    ref = _window_model(V=V, dim=d, padding_id=None)
+    ref.compile(fb.optim.SGD(lr=0.3), "softmax_cross_entropy")
+    for _ in range(5):
+        ref.compute_gradients(ids, y)
+        G = ref.embedding_gradient()
+        ref.train_on_batch(ids, y)          # its table is updated lazily too ...
+        ref_E = ref_E - 0.3 * G             # ... and here by a dense step on all rows
+        m.train_on_batch(ids, y)
+        np.testing.assert_array_equal(m.window.E, ref.window.E)
+        np.testing.assert_allclose(m.window.E, ref_E, rtol=0, atol=1e-15)
+
+
+def test_adam_matches_torch_sparse_adam():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    V, d, w, H, C = 25, 4, 1, 7, 3
+    m = _window_model(V=V, dim=d, window=w, hidden=H, classes=C, padding_id=0)
+    m.compile(fb.optim.Adam(lr=0.05, betas=(0.8, 0.95), eps=1e-6), "softmax_cross_entropy")
+    emb = torch.nn.Embedding(V, d, padding_idx=0, sparse=True).double()
+    lin1 = torch.nn.Linear((2 * w + 1) * d, H).double()
+    lin2 = torch.nn.Linear(H, C).double()
+    with torch.no_grad():
+        emb.weight.copy_(torch.from_numpy(m.window.E.copy()))
+        lin1.weight.copy_(torch.from_numpy(m.layers[1].W.T.copy()))
+        lin1.bias.copy_(torch.from_numpy(m.layers[1].b.copy()))
+        lin2.weight.copy_(torch.from_numpy(m.layers[2].W.T.copy()))
+        lin2.bias.copy_(torch.from_numpy(m.layers[2].b.copy()))
+    sparse_opt = torch.optim.SparseAdam(list(emb.parameters()), lr=0.05, betas=(0.8, 0.95),
+                                        eps=1e-6)
+    dense_opt = torch.optim.Adam(list(lin1.parameters()) + list(lin2.parameters()), lr=0.05,
+                                 betas=(0.8, 0.95), eps=1e-6)
+    crit = torch.nn.CrossEntropyLoss()
+    for step in range(15):
+        ids = rng.integers(0, 12, (10, 2 * w + 1))  # a small range: rows repeat and skip steps
+        y = rng.integers(0, C, 10)
+        m.train_on_batch(ids, y)
+        sparse_opt.zero_grad()
+        dense_opt.zero_grad()
+        x = emb(torch.from_numpy(ids)).reshape(10, -1)
+        loss = crit(lin2(torch.tanh(lin1(x))), torch.from_numpy(y))
+        loss.backward()
+        sparse_opt.step()
+        dense_opt.step()
+        diff = max(np.abs(m.window.E - emb.weight.detach().numpy()).max(),
+                   np.abs(m.layers[1].W - lin1.weight.detach().numpy().T).max(),
+                   np.abs(m.layers[2].W - lin2.weight.detach().numpy().T).max())
+        assert diff <= 1e-9, f"step {step}: difference {diff}"
+
+
+def test_fused_and_per_layer_paths_agree_and_threads_do_not_matter():
+    rng = np.random.default_rng(7)
+    ids = rng.integers(0, 40, (64, 3))
+    y = rng.integers(0, 4, 64)
+    results = []
+    for fused in (True, False):
+        m = _window_model(seed=3)
+        m.compile(fb.optim.Adam(lr=0.01), "softmax_cross_entropy", fused=fused)
+        m.fit(ids, y, epochs=3, batch_size=16, seed=1)
+        results.append((m.params.copy(), m.window.E.copy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("bad,err", [
+    (np.array([[0, 1, 40]]), ValueError),          # id == vocab_size
+    (np.array([[0, -1, 2]]), ValueError),          # negative
+    (np.array([[0.0, 1.5, 2.0]]), ValueError),     # non-integer
+    (np.array([[0, 1]]), ValueError),              # wrong window width
+    (np.array([0, 1, 2]), ValueError),             # wrong rank
+    (np.array([["a", "b", "c"]]), TypeError),      # not numbers
+])
+def test_bad_ids_are_rejected_before_any_kernel(bad, err):
+    m = _window_model()
+    m.compile(fb.optim.SGD(lr=0.1), "softmax_cross_entropy")
+    before = m.window.E.copy()
+    with pytest.raises(err) as info:
+        m.train_on_batch(bad, np.zeros(len(bad), dtype=int))
+    if bad.dtype.kind in "iuf" and bad.ndim == 2 and bad.shape[1] == 3:
+        assert any(s in str(info.value) for s in ("40", "-1", "1.5"))
+    np.testing.assert_array_equal(m.window.E, before)
+
+
+def test_save_and_load_keep_the_table_and_its_state(tmp_path):
+    rng = np.random.default_rng(8)
+    ids = rng.integers(0, 40, (32, 3))
+    y = rng.integers(0, 4, 32)
+    a = _window_model(seed=1)
+    a.compile(fb.optim.Adam(lr=0.01), "softmax_cross_entropy")
+    a.fit(ids, y, epochs=2, batch_size=8, seed=0)
+    a.save(tmp_path / "w.fbp")
+    b = fb.load(tmp_path / "w.fbp")
+    np.testing.assert_array_equal(a.window.E, b.window.E)
+    np.testing.assert_array_equal(a.window.state, b.window.state)
+    a.fit(ids, y, epochs=2, batch_size=8)
+    b.fit(ids, y, epochs=2, batch_size=8)
+    np.testing.assert_array_equal(a.window.E, b.window.E)
+    np.testing.assert_array_equal(a.params, b.params)
+
+
+def test_pretrained_weights_are_used():
+    rng = np.random.default_rng(9)
+    W = rng.standard_normal((40, 3))
+    m = _window_model(weights=W)
+    np.testing.assert_array_equal(m.window.E, W)
+    with pytest.raises(ValueError):
+        _window_model(weights=np.zeros((39, 3)))
