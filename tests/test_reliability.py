@@ -1,0 +1,75 @@
+"""Checkpoints survive a SIGKILL mid-save; the kernel cache is emptied when the kernel
+sources change."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp import _cache
+
+SAVER = textwrap.dedent("""
+    import sys, numpy as np, fastbp as fb
+    path = sys.argv[1]
+    m = fb.Sequential([fb.layers.Dense(300, 300), fb.layers.Dense(300, 300)], dtype="float64")
+    m.compile(fb.optim.Adam(), "mse")
+    print("ready", flush=True)
+    i = 0
+    while True:
+        m.params[:] = i
+        m.save(path)
+        i += 1
+""")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL")
+def test_sigkill_during_save_leaves_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "ck.fbp"
+    m = fb.Sequential([fb.layers.Dense(300, 300), fb.layers.Dense(300, 300)], dtype="float64")
+    m.compile(fb.optim.Adam(), "mse")
+    m.params[:] = -1.0
+    m.save(path)
+    for delay in (0.05, 0.2, 0.6):
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE)
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        loaded = fb.load(path)  # never a torn file
+        value = loaded.params[0]
+        assert np.all(loaded.params == value)
+        assert loaded.optimizer.state.shape == m.optimizer.state.shape
+    # The next save removes temporary files a killed save left behind.
+    m.save(path)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "ck.fbp"]
+    assert leftovers == []
+
+
+def test_cache_stamp_empties_a_folder_of_stale_kernels(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / "engine.train_step-1.py311.nbi").write_bytes(b"index")
+    (folder / "engine.train_step-1.py311.1.nbc").write_bytes(b"code")
+    (folder / "other.txt").write_text("kept")
+    monkeypatch.setattr(_cache, "kernel_cache_dirs", lambda: {str(folder)})
+    _cache.ensure_fresh()  # no stamp yet: the cached kernels cannot be trusted
+    assert sorted(p.name for p in folder.iterdir()) == ["fastbp-kernels.stamp", "other.txt"]
+    (folder / "engine.train_step-1.py311.nbi").write_bytes(b"index")
+    _cache.ensure_fresh()  # same sources: kept
+    assert (folder / "engine.train_step-1.py311.nbi").exists()
+    monkeypatch.setattr(_cache, "sources_hash", lambda: "changed")
+    _cache.ensure_fresh()  # a kernel source changed: emptied
+    assert not (folder / "engine.train_step-1.py311.nbi").exists()
+    assert (folder / "fastbp-kernels.stamp").read_text() == "changed"
+
+
+def test_sources_hash_covers_every_kernel_file():
+    names = {os.path.basename(p) for p in _cache._sources()}
+    assert {"engine.py", "dense.py", "optim.py", "embedding.py", "_config.py"} <= names
