@@ -13,14 +13,15 @@ Three ways to multiply, chosen by shape (measured in benchmarks/bench_kernels):
   through ``np.dot`` with an ``out`` argument, in blocks fixed by the shapes
   (:mod:`fastbp.kernels.gemm`), so nothing is allocated and the numbers do not
   depend on the thread count;
-* small, wide products (n_out >= NARROW) run as "axpy" loops: an output row
-  is built as a sum of rows of W, four at a time, so the inner loop runs over
-  contiguous memory and LLVM vectorises it;
+* small, wide products (n_out >= NARROW) run as "axpy" loops: two output rows
+  are built together as sums of rows of W, four rows of W per pass, so the
+  inner loop runs over contiguous memory, LLVM vectorises it, and each row of
+  W is loaded once for both outputs;
 * small, narrow products (n_out < NARROW, such as a 5- or 10-class output
   layer) would leave those inner loops too short, so the forward product and
   the input gradient work on a transposed copy of W kept in ``scratch``;
-* the weight gradient of a small product is a sum of outer products, one
-  sample (two per pass) at a time, which keeps each row of dW in L1.
+* the weight gradient of a small product is a sum of outer products, four
+  samples per pass, which keeps each row of dW in L1.
 
 Every sum is taken in a fixed order, so results do not depend on threads.
 """
@@ -66,6 +67,47 @@ def combine_rows(coef, M, out_row, accumulate):
 
 
 @jit
+def combine_rows_pair(c0, c1, M, o0, o1):
+    """o0 = sum_k c0[k] M[k, :] and o1 = sum_k c1[k] M[k, :] in one sweep over M's rows,
+    four rows per pass, so each row of M is loaded once for both outputs."""
+    K = M.shape[0]
+    n = M.shape[1]
+    for j in range(n):
+        o0[j] = 0
+        o1[j] = 0
+    k = 0
+    while k + 4 <= K:
+        m0 = M[k]
+        m1 = M[k + 1]
+        m2 = M[k + 2]
+        m3 = M[k + 3]
+        a0 = c0[k]
+        a1 = c0[k + 1]
+        a2 = c0[k + 2]
+        a3 = c0[k + 3]
+        b0 = c1[k]
+        b1 = c1[k + 1]
+        b2 = c1[k + 2]
+        b3 = c1[k + 3]
+        for j in range(n):
+            w0 = m0[j]
+            w1 = m1[j]
+            w2 = m2[j]
+            w3 = m3[j]
+            o0[j] += (a0 * w0 + a1 * w1) + (a2 * w2 + a3 * w3)
+            o1[j] += (b0 * w0 + b1 * w1) + (b2 * w2 + b3 * w3)
+        k += 4
+    while k < K:
+        w = M[k]
+        a0 = c0[k]
+        b0 = c1[k]
+        for j in range(n):
+            o0[j] += a0 * w[j]
+            o1[j] += b0 * w[j]
+        k += 1
+
+
+@jit
 def dot(u, v):
     """sum_k u[k] v[k] for two contiguous rows of equal length."""
     s = u.dtype.type(0)
@@ -85,10 +127,10 @@ def transpose_into(A, out):
 
 @jit
 def outer_sum(x, g, dW):
-    """dW <- x^T g = sum_i outer(x_i, g_i), two samples per pass over dW's rows.
+    """dW <- x^T g = sum_i outer(x_i, g_i), four samples per pass over dW's rows.
 
     x : (batch, n_in); g : (batch, n_out); dW : (n_in, n_out).  Each dW row stays
-    in L1 while it is updated; samples are added in order.
+    in L1 while it is updated; samples are added in a fixed order.
     """
     m, n_in = x.shape
     n_out = g.shape[1]
@@ -97,23 +139,28 @@ def outer_sum(x, g, dW):
         for j in range(n_out):
             row[j] = 0
     i = 0
-    while i + 2 <= m:
+    while i + 4 <= m:
         g0 = g[i]
         g1 = g[i + 1]
+        g2 = g[i + 2]
+        g3 = g[i + 3]
         for k in range(n_in):
             a0 = x[i, k]
             a1 = x[i + 1, k]
+            a2 = x[i + 2, k]
+            a3 = x[i + 3, k]
             row = dW[k]
             for j in range(n_out):
-                row[j] += a0 * g0[j] + a1 * g1[j]
-        i += 2
-    if i < m:
+                row[j] += (a0 * g0[j] + a1 * g1[j]) + (a2 * g2[j] + a3 * g3[j])
+        i += 4
+    while i < m:
         g0 = g[i]
         for k in range(n_in):
             a0 = x[i, k]
             row = dW[k]
             for j in range(n_out):
                 row[j] += a0 * g0[j]
+        i += 1
 
 
 @jit
@@ -142,9 +189,14 @@ def dense_forward(x, W, b, out, act, slope, scratch, parallel):
                 oi[j] = b[j] + dot(xi, Wt[j])
             activate_row(oi, act, slope)
     elif work < SMALL_GEMM_WORK:
+        i = 0
+        while i + 2 <= m:
+            combine_rows_pair(x[i], x[i + 1], W, out[i], out[i + 1])
+            i += 2
+        if i < m:
+            combine_rows(x[i], W, out[i], False)
         for i in range(m):
             oi = out[i]
-            combine_rows(x[i], W, oi, False)
             for j in range(n_out):
                 oi[j] += b[j]
             activate_row(oi, act, slope)
