@@ -3,17 +3,19 @@
 Kernels are decorated with :data:`jit` (serial) or :data:`jit_parallel` (kernels
 that contain a ``prange`` loop).  Nothing here changes ``numba.config``.
 
-``fastmath`` is given as a set of LLVM flags that leaves out ``nnan`` and
-``ninf``, so that a NaN or an infinity in a loss or a gradient stays visible
-to the divergence checks.  ``reassoc`` lets LLVM vectorise reductions; the
-order of those reductions is fixed by the compiled code, not by the thread
-count, so results stay identical for any number of threads.
+fastmath is off.  Its ``contract`` (fused multiply-add) and ``reassoc``
+(reordered sums) flags let LLVM compile the same source line differently in a
+loop's vector body, its scalar remainder and a parallel copy of the loop, so an
+element's result would depend on where a chunk boundary falls, that is on the
+thread count.  Without them every sum is evaluated in source order; the
+reductions that need vectorising keep several partial sums explicitly
+(``dot`` in kernels/dense.py), in a fixed order.  NaN and Inf stay visible too.
 """
 from __future__ import annotations
 
 import numba
 
-FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+FASTMATH = False
 
 JIT_OPTIONS = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 

@@ -236,13 +236,15 @@ class Sequential:
             scale = clip_scale(sq, opt.clip_value)
             opt.step[0] += 1
             hp = opt.hyperparams()
-            apply_update(opt.code, self.params, self.grads, opt.state, hp, lr, int(opt.step[0]),
-                         scale, par)
+            bad = apply_update(opt.code, self.params, self.grads, opt.state, hp, lr,
+                               int(opt.step[0]), scale, par)
             if window is not None:
                 window.step[0] += 1
-                apply_sparse_update(opt.code, window.E, window.row_grads, window.rows,
-                                    window.n_rows, window.state, hp, lr, int(window.step[0]),
-                                    scale, par)
+                bad += apply_sparse_update(opt.code, window.E, window.row_grads, window.rows,
+                                           window.n_rows, window.state, hp, lr,
+                                           int(window.step[0]), scale, par)
+            if bad:
+                return loss, 3
         return loss, 0
 
     def train_on_batch(self, x, y) -> float:
@@ -420,7 +422,7 @@ class Sequential:
             return int(done), int(step), int(status)
         plan = self._plan
         n = perms.shape[1]
-        float_targets = yf.shape[0] == n
+        float_targets = self.loss.code != _losses.SoftmaxCrossEntropy.code
         xbuf = plan.idsb if self.window is not None else plan.xb
         for e in range(perms.shape[0]):
             for s in range(losses.shape[1]):
@@ -467,7 +469,7 @@ class Sequential:
             total, correct = self._plan.evaluate(X, yf, yi, batch_size)
         else:
             total, correct = 0.0, 0
-            float_targets = yf.shape[0] == n
+            float_targets = self.loss.code != _losses.SoftmaxCrossEntropy.code
             for s in range(0, n, batch_size):
                 o = self._forward_layers(X[s:s + batch_size], False)
                 m = o.shape[0]
@@ -508,7 +510,11 @@ class Sequential:
 
 
 def _divergence_message(status, loss, epoch, step):
-    what = f"non-finite loss ({loss})" if status == 1 else "non-finite gradient"
+    what = {1: f"non-finite loss ({loss})", 2: "non-finite gradient",
+            3: "an update that would make weights non-finite"}[int(status)]
     where = "" if epoch is None else f" in epoch {epoch} at step {step}"
-    return (f"training diverged: {what}{where}; the weights and optimizer state of the last "
-            f"finite step are kept. Lower the learning rate or set clip_norm.")
+    kept = ("the weights and optimizer state of the last finite step are kept"
+            if status != 3 else "no weight was set to a non-finite value (the elements whose "
+            "update overflowed kept their values)")
+    return (f"training diverged: {what}{where}; {kept}. Lower the learning rate or set "
+            f"clip_norm.")

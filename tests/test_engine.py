@@ -342,10 +342,6 @@ def test_other_architectures_of_the_same_dtype_do_not_recompile():
 
 # -- determinism across thread counts ------------------------------------------------------------
 
-FMA_BUG = ("fastbp bug: with fastmath 'contract'/'reassoc' LLVM compiles the serial and the "
-           "prange copies of the optimizer and norm loops differently (FMA, vector order), so "
-           "SGD with momentum, AdamW and squared_norm (clip_norm) give other bits with "
-           "parallel=True, i.e. with 2 threads instead of 1 (see test_kernels' bitwise tests)")
 CHILD = textwrap.dedent("""
     import os, sys
     import numpy as np
@@ -449,7 +445,6 @@ def test_large_models_identical_for_one_and_two_threads(thread_runs):
     _compare_thread_runs(*thread_runs, LARGE_CASES)
 
 
-@pytest.mark.xfail(strict=True, reason=FMA_BUG)
 def test_large_models_with_momentum_adamw_or_clipping_identical_for_one_and_two_threads(
         thread_runs):
     _compare_thread_runs(*thread_runs, LARGE_FMA_CASES)

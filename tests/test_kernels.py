@@ -519,25 +519,9 @@ def test_sgd_first_step_starts_the_momentum_buffer_at_the_gradient():
     np.testing.assert_array_equal(p, -g)
 
 
-BITWISE_FMA_BUG = ("fastbp bug: fastmath 'contract' lets LLVM fuse multiply-adds differently "
-                   "in the serial loop and in the prange copy of the same update, so with the "
-                   "compiled kernels loaded from numba's cache the result depends on parallel "
-                   "(on the thread count)")
-
-# The cases that currently differ (kept precise: a fixed case turns into a strict XPASS).
-FMA_FAILING = {
-    "sgd(momentum=0.9,dampening=0.0,nesterov=False,weight_decay=0.0)",
-    "sgd(momentum=0.9,dampening=0.3,nesterov=False,weight_decay=0.0)",
-    "sgd(momentum=0.9,dampening=0.0,nesterov=True,weight_decay=0.0)",
-    "sgd(momentum=0.8,dampening=0.0,nesterov=True,weight_decay=0.05)",
-    "adamw(beta1=0.9,beta2=0.999,eps=1e-08,weight_decay=0.1,amsgrad=False,decoupled=True)",
-    "adamw(beta1=0.9,beta2=0.99,eps=1e-08,weight_decay=0.01,amsgrad=True,decoupled=True)",
-    "rmsprop(alpha=0.99,weight_decay=0.0,momentum=0.0,centered=False)",
-    "rmsprop(alpha=0.9,weight_decay=0.0,momentum=0.5,centered=False)",
-    "rmsprop(alpha=0.9,weight_decay=0.05,momentum=0.9,centered=True)",
-}
-BITWISE_CASES = [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=BITWISE_FMA_BUG))
-                 if c.name in FMA_FAILING else c for c in OPT_CASES]
+# Every optimizer gives the same bits serially and in parallel (fastmath is off: see
+# fastbp/_config.py), and the tests below check it case by case.
+BITWISE_CASES = OPT_CASES
 
 BITWISE_CHILD = """
 import json, sys
@@ -610,9 +594,6 @@ def test_squared_norm(dtype, parallel):
         assert abs(got - expected) <= rtol_for(dtype) * expected, (n, got, expected)
 
 
-@pytest.mark.xfail(strict=True, reason="fastbp bug: squared_norm's serial and prange copies of "
-                   "the chunk sum are vectorised differently under fastmath 'reassoc', so the "
-                   "norm (and clip_norm's scale) depends on the thread count")
 def test_squared_norm_does_not_depend_on_parallel():
     """The documented fixed-chunk reduction: the same sum at any thread count."""
     rng = rng_for("sqn")

@@ -289,12 +289,6 @@ def test_fit_learns(loss):
         assert model.evaluate(X, y)["accuracy"] > 0.9
 
 
-ONE_SAMPLE_BUG = (
-    "fastbp bug: fit() on a data set of ONE sample with softmax_cross_entropy mistakes the "
-    "(1, 1) dummy float-target array for real targets (the test is Yf.shape[0] == X.shape[0]); "
-    "the labels are never gathered, so the fused engine reads uninitialised labels and "
-    "crashes the process (segfault), and the per-layer path raises an internal np.take error")
-
 ONE_SAMPLE_CHILD = textwrap.dedent("""
     import numpy as np
     import fastbp as fb
@@ -312,7 +306,6 @@ ONE_SAMPLE_CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason=ONE_SAMPLE_BUG)
 def test_fit_on_a_single_sample_softmax_fused():
     # in a child process: the failure is a segmentation fault
     root = os.path.dirname(os.path.dirname(os.path.abspath(fb.__file__)))
@@ -324,7 +317,6 @@ def test_fit_on_a_single_sample_softmax_fused():
         f"exit code {proc.returncode}: {proc.stderr[-2000:]}")
 
 
-@pytest.mark.xfail(strict=True, reason=ONE_SAMPLE_BUG)
 def test_fit_on_a_single_sample_softmax_per_layer():
     X, y = np.ones((1, 5)), np.array([2])
     model, twin = mlp(), mlp()
@@ -493,11 +485,6 @@ def test_fit_divergence_reports_where_and_keeps_weights(fused):
     assert model.optimizer.step[0] == steps
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fastbp bug: the divergence check looks at the loss and the gradient, not at the "
-    "updated weights; an update that overflows (lr * grad beyond the float range) writes "
-    "inf into the weights, the step returns normally, and the DivergenceError of the next "
-    "step then keeps those non-finite weights as 'the last finite step'"))
 def test_divergence_from_an_overflowing_update_keeps_finite_weights():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((32, 4))

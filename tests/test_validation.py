@@ -430,9 +430,7 @@ def test_fuzz_entry_points(data):
     n_out = data.draw(st.sampled_from([2, 3] if loss == "softmax_cross_entropy" else [1, 3]))
     dtype = data.draw(st.sampled_from(["float32", "float64"]))
     entry = data.draw(st.sampled_from(["fit", "train_on_batch", "evaluate", "predict"]))
-    # fit on one sample with softmax_cross_entropy crashes the process (see
-    # test_model.py::test_fit_on_a_single_sample_softmax_fused, a strict xfail): not drawn here
-    n = data.draw(st.integers(2 if entry == "fit" and loss == "softmax_cross_entropy" else 1, 6))
+    n = data.draw(st.integers(1, 6))
     mode = data.draw(st.sampled_from(["valid", "mutate_X", "mutate_y", "random"]))
     if mode == "random":
         X = data.draw(arrays(n, N_IN))

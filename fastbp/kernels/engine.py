@@ -24,8 +24,10 @@ tiny dummies with enabled = 0.
 
 ``opt_step`` : int64 (1,) the optimizer's step count; ``rng_step`` : int64 (1,)
 the count of training-mode forward passes, which keys the dropout masks.
-The step returns ``(loss, status)``: status 0 is a completed step, 1 a
-non-finite loss and 2 a non-finite gradient; on 1 and 2 nothing was updated.
+The step returns ``(loss, status, rows)``: status 0 is a completed step, 1 a
+non-finite loss and 2 a non-finite gradient (on 1 and 2 nothing was updated),
+3 an update that would have made some weights non-finite (those elements kept
+their values, the others were updated).
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from .._config import PARALLEL_MIN_WORK, jit, jit_parallel
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_apply
 from .embedding import gather_windows, rows_squared_norm, window_row_gradients
-from .losses import loss_and_grad, loss_sum_and_correct
+from .losses import SOFTMAX_CROSS_ENTROPY, loss_and_grad, loss_sum_and_correct
 from .optim import apply_sparse_update, apply_update, clip_scale, squared_norm
 from .random import combine_key
 
@@ -160,11 +162,13 @@ def train_step(table, ftable, params, grads, x, ids, yf, yi, acts, gbuf, scratch
     if update:
         scale = clip_scale(sq, clip_norm)
         opt_step[0] += 1
-        apply_update(opt_code, params, grads, state, hp, lr, opt_step[0], scale, parallel)
+        bad = apply_update(opt_code, params, grads, state, hp, lr, opt_step[0], scale, parallel)
         if fine_tune:
             emb_step[0] += 1
-            apply_sparse_update(opt_code, E, emb_grad, emb_rows, n_rows, emb_state, hp, lr,
-                                emb_step[0], scale, parallel)
+            bad += apply_sparse_update(opt_code, E, emb_grad, emb_rows, n_rows, emb_state, hp,
+                                       lr, emb_step[0], scale, parallel)
+        if bad != 0:
+            return loss, 3, n_rows
     return loss, 0, n_rows
 
 
@@ -201,7 +205,7 @@ def train_epoch(table, ftable, params, grads, X, IDS, Yf, Yi, perm, batch_size, 
     """
     n = perm.shape[0]
     n_batches = (n + batch_size - 1) // batch_size
-    use_float_targets = Yf.shape[0] == n
+    use_float_targets = loss_code != SOFTMAX_CROSS_ENTROPY
     window = emb_cfg[0] != 0
     for s in range(n_batches):
         start = s * batch_size
@@ -279,7 +283,7 @@ def evaluate(table, ftable, params, X, IDS, Yf, Yi, loss_code, acts, gbuf, scrat
         n = IDS.shape[0]
     else:
         n = X.shape[0]
-    use_float_targets = Yf.shape[0] == n
+    use_float_targets = loss_code != SOFTMAX_CROSS_ENTROPY
     total = 0.0
     correct = 0
     for start in range(0, n, batch_size):

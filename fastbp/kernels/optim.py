@@ -33,112 +33,167 @@ ADADELTA_RHO, ADADELTA_EPS, ADADELTA_WEIGHT_DECAY = 0, 1, 2
 YOGI_BETA1, YOGI_BETA2, YOGI_EPS, YOGI_WEIGHT_DECAY = 0, 1, 2, 3
 
 
+# Each chunk kernel computes an element's new parameter and state in registers and
+# stores them only when all are finite (a select, so the loop still vectorises); it
+# returns how many elements it refused.  A step whose update would overflow thus
+# never writes Inf or NaN into the model.
+
+
+@jit
+def _finite(x):
+    return x - x == 0
+
+
 @jit
 def _sgd_chunk(p, g, buf, start, stop, lr, momentum, dampening, nesterov, weight_decay,
                first_step, grad_scale):
+    T = p.dtype.type
+    bad = 0
     for i in range(start, stop):
         d = g[i] * grad_scale
         if weight_decay != 0:
             d = d + weight_decay * p[i]
+        b = buf[i]
         if momentum != 0:
             if first_step:
-                b = d
+                b = T(d)
             else:
-                b = momentum * buf[i] + (1 - dampening) * d
-            buf[i] = b
+                b = T(momentum * buf[i] + (1 - dampening) * d)
             if nesterov:
                 d = d + momentum * b
             else:
                 d = b
-        p[i] = p[i] - lr * d
+        pn = T(p[i] - lr * d)
+        ok = _finite(pn) and _finite(b)
+        buf[i] = b if ok else buf[i]
+        p[i] = pn if ok else p[i]
+        bad += 0 if ok else 1
+    return bad
 
 
 @jit
 def _adam_chunk(p, g, m, v, vmax, start, stop, lr, beta1, beta2, eps, weight_decay, amsgrad,
                 decoupled, step_size, bias_correction2_sqrt, grad_scale):
+    T = p.dtype.type
     one_minus_beta1 = 1 - beta1
     one_minus_beta2 = 1 - beta2
+    bad = 0
     for i in range(start, stop):
         d = g[i] * grad_scale
+        pi = p[i]
         if weight_decay != 0:
             if decoupled:
-                p[i] = p[i] * (1 - lr * weight_decay)
+                pi = T(pi * (1 - lr * weight_decay))
             else:
-                d = d + weight_decay * p[i]
+                d = d + weight_decay * pi
         # torch's lerp with weight < 0.5: m + w (d - m)
-        mi = m[i] + one_minus_beta1 * (d - m[i])
-        vi = v[i] * beta2 + one_minus_beta2 * d * d
-        m[i] = mi
-        v[i] = vi
+        mi = T(m[i] + one_minus_beta1 * (d - m[i]))
+        vi = T(v[i] * beta2 + one_minus_beta2 * d * d)
+        vhat = vi
         if amsgrad:
-            if vi > vmax[i]:
-                vmax[i] = vi
-            vi = vmax[i]
-        denom = math.sqrt(vi) / bias_correction2_sqrt + eps
-        p[i] = p[i] - step_size * (mi / denom)
+            vhat = vi if vi > vmax[i] else vmax[i]
+        denom = math.sqrt(vhat) / bias_correction2_sqrt + eps
+        pn = T(pi - step_size * (mi / denom))
+        ok = _finite(pn) and _finite(mi) and _finite(vi)
+        m[i] = mi if ok else m[i]
+        v[i] = vi if ok else v[i]
+        if amsgrad:
+            vmax[i] = vhat if ok else vmax[i]
+        p[i] = pn if ok else p[i]
+        bad += 0 if ok else 1
+    return bad
 
 
 @jit
 def _adagrad_chunk(p, g, acc, start, stop, clr, eps, weight_decay, grad_scale):
+    T = p.dtype.type
+    bad = 0
     for i in range(start, stop):
         d = g[i] * grad_scale
         if weight_decay != 0:
             d = d + weight_decay * p[i]
-        a = acc[i] + d * d
-        acc[i] = a
-        p[i] = p[i] - clr * (d / (math.sqrt(a) + eps))
+        a = T(acc[i] + d * d)
+        pn = T(p[i] - clr * (d / (math.sqrt(a) + eps)))
+        ok = _finite(pn) and _finite(a)
+        acc[i] = a if ok else acc[i]
+        p[i] = pn if ok else p[i]
+        bad += 0 if ok else 1
+    return bad
 
 
 @jit
 def _rmsprop_chunk(p, g, sq, buf, gavg, start, stop, lr, alpha, eps, weight_decay, momentum,
                    centered, grad_scale):
+    T = p.dtype.type
+    bad = 0
     for i in range(start, stop):
         d = g[i] * grad_scale
         if weight_decay != 0:
             d = d + weight_decay * p[i]
-        s = sq[i] * alpha + (1 - alpha) * d * d
-        sq[i] = s
+        s = T(sq[i] * alpha + (1 - alpha) * d * d)
+        ga = gavg[i]
         if centered:
-            ga = gavg[i] + (1 - alpha) * (d - gavg[i])
-            gavg[i] = ga
+            ga = T(gavg[i] + (1 - alpha) * (d - gavg[i]))
             avg = math.sqrt(s - ga * ga) + eps
         else:
             avg = math.sqrt(s) + eps
+        b = buf[i]
         if momentum > 0:
-            b = buf[i] * momentum + d / avg
-            buf[i] = b
-            p[i] = p[i] - lr * b
+            b = T(buf[i] * momentum + d / avg)
+            pn = T(p[i] - lr * b)
         else:
-            p[i] = p[i] - lr * (d / avg)
+            pn = T(p[i] - lr * (d / avg))
+        ok = _finite(pn) and _finite(s) and _finite(b) and _finite(ga)
+        sq[i] = s if ok else sq[i]
+        if centered:
+            gavg[i] = ga if ok else gavg[i]
+        if momentum > 0:
+            buf[i] = b if ok else buf[i]
+        p[i] = pn if ok else p[i]
+        bad += 0 if ok else 1
+    return bad
 
 
 @jit
 def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay, grad_scale):
+    T = p.dtype.type
+    bad = 0
     for i in range(start, stop):
         d = g[i] * grad_scale
         if weight_decay != 0:
             d = d + weight_decay * p[i]
-        s = sq[i] * rho + (1 - rho) * d * d
-        sq[i] = s
+        s = T(sq[i] * rho + (1 - rho) * d * d)
         delta = math.sqrt(acc_delta[i] + eps) / math.sqrt(s + eps) * d
-        acc_delta[i] = acc_delta[i] * rho + (1 - rho) * delta * delta
-        p[i] = p[i] - lr * delta
+        u = T(acc_delta[i] * rho + (1 - rho) * delta * delta)
+        pn = T(p[i] - lr * delta)
+        ok = _finite(pn) and _finite(s) and _finite(u)
+        sq[i] = s if ok else sq[i]
+        acc_delta[i] = u if ok else acc_delta[i]
+        p[i] = pn if ok else p[i]
+        bad += 0 if ok else 1
+    return bad
 
 
 @jit
 def _yogi_chunk(p, g, m, v, start, stop, lr, beta1, beta2, eps, weight_decay, grad_scale):
+    T = p.dtype.type
+    bad = 0
     for i in range(start, stop):
         d = g[i] * grad_scale
         if weight_decay != 0:
             d = d + weight_decay * p[i]
-        mi = beta1 * m[i] + (1 - beta1) * d
+        mi = T(beta1 * m[i] + (1 - beta1) * d)
         d2 = d * d
         diff = v[i] - d2
         sign = 1.0 if diff > 0 else (-1.0 if diff < 0 else 0.0)
-        vi = v[i] - (1 - beta2) * sign * d2
-        m[i] = mi
-        v[i] = vi
-        p[i] = p[i] - lr * mi / (math.sqrt(vi) + eps)
+        vi = T(v[i] - (1 - beta2) * sign * d2)
+        pn = T(p[i] - lr * mi / (math.sqrt(vi) + eps))
+        ok = _finite(pn) and _finite(mi) and _finite(vi)
+        m[i] = mi if ok else m[i]
+        v[i] = vi if ok else v[i]
+        p[i] = pn if ok else p[i]
+        bad += 0 if ok else 1
+    return bad
 
 
 @jit
@@ -149,29 +204,30 @@ def update_span(code, p, g, s0, s1, s2, start, stop, hp, lr, step, grad_scale, s
     as torch.optim.SparseAdam does: denominator sqrt(v) + eps, step size
     lr sqrt(1 - beta2^t) / (1 - beta1^t)."""
     if code == SGD:
-        _sgd_chunk(p, g, s0, start, stop, lr, hp[SGD_MOMENTUM], hp[SGD_DAMPENING],
+        return _sgd_chunk(p, g, s0, start, stop, lr, hp[SGD_MOMENTUM], hp[SGD_DAMPENING],
                    hp[SGD_NESTEROV] != 0, hp[SGD_WEIGHT_DECAY], step == 1, grad_scale)
     elif code == ADAM:
         beta1 = hp[ADAM_BETA1]
         beta2 = hp[ADAM_BETA2]
         bc2_sqrt = math.sqrt(1 - beta2 ** step)
         eps = hp[ADAM_EPS] / bc2_sqrt if sparse_adam else hp[ADAM_EPS]
-        _adam_chunk(p, g, s0, s1, s2, start, stop, lr, beta1, beta2, eps,
+        return _adam_chunk(p, g, s0, s1, s2, start, stop, lr, beta1, beta2, eps,
                     hp[ADAM_WEIGHT_DECAY], hp[ADAM_AMSGRAD] != 0, hp[ADAM_DECOUPLED] != 0,
                     lr / (1 - beta1 ** step), bc2_sqrt, grad_scale)
     elif code == ADAGRAD:
-        _adagrad_chunk(p, g, s0, start, stop, lr / (1 + (step - 1) * hp[ADAGRAD_LR_DECAY]),
+        return _adagrad_chunk(p, g, s0, start, stop, lr / (1 + (step - 1) * hp[ADAGRAD_LR_DECAY]),
                        hp[ADAGRAD_EPS], hp[ADAGRAD_WEIGHT_DECAY], grad_scale)
     elif code == RMSPROP:
-        _rmsprop_chunk(p, g, s0, s1, s2, start, stop, lr, hp[RMSPROP_ALPHA], hp[RMSPROP_EPS],
+        return _rmsprop_chunk(p, g, s0, s1, s2, start, stop, lr, hp[RMSPROP_ALPHA], hp[RMSPROP_EPS],
                        hp[RMSPROP_WEIGHT_DECAY], hp[RMSPROP_MOMENTUM], hp[RMSPROP_CENTERED] != 0,
                        grad_scale)
     elif code == ADADELTA:
-        _adadelta_chunk(p, g, s0, s1, start, stop, lr, hp[ADADELTA_RHO], hp[ADADELTA_EPS],
+        return _adadelta_chunk(p, g, s0, s1, start, stop, lr, hp[ADADELTA_RHO], hp[ADADELTA_EPS],
                         hp[ADADELTA_WEIGHT_DECAY], grad_scale)
     elif code == YOGI:
-        _yogi_chunk(p, g, s0, s1, start, stop, lr, hp[YOGI_BETA1], hp[YOGI_BETA2], hp[YOGI_EPS],
+        return _yogi_chunk(p, g, s0, s1, start, stop, lr, hp[YOGI_BETA1], hp[YOGI_BETA2], hp[YOGI_EPS],
                     hp[YOGI_WEIGHT_DECAY], grad_scale)
+    return 0
 
 
 @jit
@@ -186,18 +242,29 @@ def apply_update(code, p, g, state, hp, lr, step, grad_scale, parallel):
 
     p, g : float (n,); state : float (k, n) the optimizer's state vectors;
     hp : float64 hyperparameters (layouts above); step : 1-based update count.
+    The serial and the parallel loop run the same chunks, so the numbers do not
+    depend on the thread count.  Returns the number of refused (non-finite)
+    elements.
     """
     n = p.shape[0]
     s0 = _state_row(state, 0)
     s1 = _state_row(state, 1)
     s2 = _state_row(state, 2)
     nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
+    bad = 0
     if parallel and n >= PARALLEL_MIN_WORK:
+        counts = np.zeros(nchunks, dtype=np.int64)
         for c in prange(nchunks):
-            update_span(code, p, g, s0, s1, s2, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK),
-                        hp, lr, step, grad_scale, False)
+            counts[c] = update_span(code, p, g, s0, s1, s2, c * REDUCE_CHUNK,
+                                    min(n, (c + 1) * REDUCE_CHUNK), hp, lr, step, grad_scale,
+                                    False)
+        for c in range(nchunks):
+            bad += counts[c]
     else:
-        update_span(code, p, g, s0, s1, s2, 0, n, hp, lr, step, grad_scale, False)
+        for c in range(nchunks):
+            bad += update_span(code, p, g, s0, s1, s2, c * REDUCE_CHUNK,
+                               min(n, (c + 1) * REDUCE_CHUNK), hp, lr, step, grad_scale, False)
+    return bad
 
 
 @jit_parallel
@@ -206,29 +273,49 @@ def apply_sparse_update(code, E, G, rows, n_rows, state, hp, lr, step, grad_scal
     and written, with their gradients ``G[:n_rows]``.
 
     E : float (V, d); G : float (>= n_rows, d); rows : int64 distinct row ids;
-    state : float (k, V, d).  Adam follows torch.optim.SparseAdam.
+    state : float (k, V, d).  Adam follows torch.optim.SparseAdam.  Returns the
+    number of refused (non-finite) elements.
     """
     d = E.shape[1]
     k = state.shape[0]
+    bad = 0
     if parallel and n_rows * d >= PARALLEL_MIN_WORK:
+        counts = np.zeros(n_rows, dtype=np.int64)
         for u in prange(n_rows):
             r = rows[u]
-            update_span(code, E[r], G[u], state[0, r], state[min(1, k - 1), r],
-                        state[min(2, k - 1), r], 0, d, hp, lr, step, grad_scale, True)
+            counts[u] = update_span(code, E[r], G[u], state[0, r], state[min(1, k - 1), r],
+                                    state[min(2, k - 1), r], 0, d, hp, lr, step, grad_scale,
+                                    True)
+        for u in range(n_rows):
+            bad += counts[u]
     else:
         for u in range(n_rows):
             r = rows[u]
-            update_span(code, E[r], G[u], state[0, r], state[min(1, k - 1), r],
-                        state[min(2, k - 1), r], 0, d, hp, lr, step, grad_scale, True)
+            bad += update_span(code, E[r], G[u], state[0, r], state[min(1, k - 1), r],
+                               state[min(2, k - 1), r], 0, d, hp, lr, step, grad_scale, True)
+    return bad
 
 
 @jit
 def _chunk_squares(g, start, stop):
-    s = 0.0
-    for i in range(start, stop):
+    # Four float64 partial sums in a fixed order (see dot in kernels/dense.py).
+    s0 = s1 = s2 = s3 = 0.0
+    i = start
+    while i + 4 <= stop:
+        v0 = float(g[i])
+        v1 = float(g[i + 1])
+        v2 = float(g[i + 2])
+        v3 = float(g[i + 3])
+        s0 += v0 * v0
+        s1 += v1 * v1
+        s2 += v2 * v2
+        s3 += v3 * v3
+        i += 4
+    while i < stop:
         v = float(g[i])
-        s += v * v
-    return s
+        s0 += v * v
+        i += 1
+    return (s0 + s1) + (s2 + s3)
 
 
 @jit_parallel

@@ -76,8 +76,11 @@ class Optimizer:
         par = parallel_enabled()
         scale = clip_scale(squared_norm(grads, par), self.clip_value) if self.clip_norm else 1.0
         self.step[0] += 1
-        apply_update(self.code, params, grads, self.state, self.hyperparams(), lr,
-                     int(self.step[0]), scale, par)
+        bad = apply_update(self.code, params, grads, self.state, self.hyperparams(), lr,
+                           int(self.step[0]), scale, par)
+        if bad:
+            raise FloatingPointError(f"{type(self).__name__}: the update of {bad} element(s) "
+                                     f"was not finite; those elements kept their values")
 
     def get_config(self) -> dict:
         raise NotImplementedError
