@@ -33,10 +33,17 @@ SMALL_GEMM_WORK = 1 << 16
 NARROW = 16
 SMALL_NARROW_WORK = 1 << 18
 
+#: Small products (hand-written loops) of at least this many multiply-adds run in
+#: parallel over fixed chunks of ROW_CHUNK rows (or K_BLOCK rows of a weight
+#: gradient); each row's arithmetic is the same in any chunk.
+SMALL_PARALLEL_WORK = 1 << 17
+ROW_CHUNK = 16
+K_BLOCK = 16
+
 #: BLAS products are split into this many row blocks (fixed, so that results do
 #: not depend on the thread count), each of at least MIN_BLOCK_ROWS rows.
 ROW_BLOCKS = 4
-MIN_BLOCK_ROWS = 64
+MIN_BLOCK_ROWS = 32
 
 #: Element count below which elementwise work runs serially: a ``prange``
 #: region costs a few microseconds to start.

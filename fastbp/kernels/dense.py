@@ -29,7 +29,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._config import NARROW, SMALL_GEMM_WORK, SMALL_NARROW_WORK, jit
+from numba import prange
+
+from .._config import (K_BLOCK, NARROW, ROW_CHUNK, SMALL_GEMM_WORK, SMALL_NARROW_WORK,
+                       SMALL_PARALLEL_WORK, jit, jit_parallel)
 from .elementwise import activate_row, bias_activate, column_sums, scale_by_derivative
 from .gemm import matmul_rows, matmul_tn
 
@@ -145,15 +148,13 @@ def transpose_into(A, out):
 
 
 @jit
-def outer_sum(x, g, dW):
-    """dW <- x^T g = sum_i outer(x_i, g_i), four samples per pass over dW's rows.
-
-    x : (batch, n_in); g : (batch, n_out); dW : (n_in, n_out).  Each dW row stays
-    in L1 while it is updated; samples are added in a fixed order.
-    """
-    m, n_in = x.shape
+def outer_sum_rows(x, g, dW, k0, k1):
+    """dW[k0:k1] <- (x^T g)[k0:k1] = sum_i x[i, k] g_i for k0 <= k < k1, four samples per
+    pass over each row of dW.  Each element's sum runs over i in the same order
+    whatever the split into k ranges, so parallel and serial results agree."""
+    m = x.shape[0]
     n_out = g.shape[1]
-    for k in range(n_in):
+    for k in range(k0, k1):
         row = dW[k]
         for j in range(n_out):
             row[j] = 0
@@ -163,7 +164,7 @@ def outer_sum(x, g, dW):
         g1 = g[i + 1]
         g2 = g[i + 2]
         g3 = g[i + 3]
-        for k in range(n_in):
+        for k in range(k0, k1):
             a0 = x[i, k]
             a1 = x[i + 1, k]
             a2 = x[i + 2, k]
@@ -174,7 +175,7 @@ def outer_sum(x, g, dW):
         i += 4
     while i < m:
         g0 = g[i]
-        for k in range(n_in):
+        for k in range(k0, k1):
             a0 = x[i, k]
             row = dW[k]
             for j in range(n_out):
@@ -182,12 +183,72 @@ def outer_sum(x, g, dW):
         i += 1
 
 
+@jit_parallel
+def outer_sum(x, g, dW, parallel):
+    """dW <- x^T g = sum_i outer(x_i, g_i).  x : (batch, n_in); g : (batch, n_out);
+    dW : (n_in, n_out).  Parallel over fixed blocks of dW's rows."""
+    n_in = x.shape[1]
+    nb = (n_in + K_BLOCK - 1) // K_BLOCK
+    if parallel and nb > 1:
+        for b in prange(nb):
+            outer_sum_rows(x, g, dW, b * K_BLOCK, min(n_in, (b + 1) * K_BLOCK))
+    else:
+        outer_sum_rows(x, g, dW, 0, n_in)
+
+
+@jit
+def _forward_pairs(x, W, b, out, act, slope, p0, p1):
+    # rows 2 p0 .. 2 p1 - 1 (and the odd last row when 2 p1 > m)
+    m = x.shape[0]
+    n_out = W.shape[1]
+    for p in range(p0, p1):
+        i = 2 * p
+        if i + 1 < m:
+            combine_rows_pair(x[i], x[i + 1], W, out[i], out[i + 1])
+            last = i + 2
+        else:
+            combine_rows(x[i], W, out[i], False)
+            last = i + 1
+        for r in range(i, last):
+            o = out[r]
+            for j in range(n_out):
+                o[j] += b[j]
+            activate_row(o, act, slope)
+
+
+@jit
+def _forward_narrow_rows(x, Wt, b, out, act, slope, i0, i1):
+    n_out = Wt.shape[0]
+    for i in range(i0, i1):
+        xi = x[i]
+        oi = out[i]
+        for j in range(n_out):
+            oi[j] = b[j] + dot(xi, Wt[j])
+        activate_row(oi, act, slope)
+
+
+@jit
+def _input_grad_narrow_rows(g, Wt, g_in, i0, i1):
+    for i in range(i0, i1):
+        combine_rows(g[i], Wt, g_in[i], False)
+
+
+@jit
+def _input_grad_dot_rows(g, W, g_in, i0, i1):
+    n_in = W.shape[0]
+    for i in range(i0, i1):
+        gi = g[i]
+        gini = g_in[i]
+        for k in range(n_in):
+            gini[k] = dot(gi, W[k])
+
+
 @jit
 def _narrow(n_out, work):
     return n_out < NARROW and work < SMALL_NARROW_WORK
 
 
-@jit
+@jit_parallel
 def dense_forward(x, W, b, out, act, slope, scratch, parallel):
     """out <- f(x W + b).
 
@@ -198,33 +259,32 @@ def dense_forward(x, W, b, out, act, slope, scratch, parallel):
     m = x.shape[0]
     n_in, n_out = W.shape
     work = m * n_in * n_out
+    split = parallel and work >= SMALL_PARALLEL_WORK
     if _narrow(n_out, work):
         Wt = scratch[:n_in * n_out].reshape((n_out, n_in))
         transpose_into(W, Wt)
-        for i in range(m):
-            xi = x[i]
-            oi = out[i]
-            for j in range(n_out):
-                oi[j] = b[j] + dot(xi, Wt[j])
-            activate_row(oi, act, slope)
+        if split:
+            nb = (m + ROW_CHUNK - 1) // ROW_CHUNK
+            for c in prange(nb):
+                _forward_narrow_rows(x, Wt, b, out, act, slope, c * ROW_CHUNK,
+                                     min(m, (c + 1) * ROW_CHUNK))
+        else:
+            _forward_narrow_rows(x, Wt, b, out, act, slope, 0, m)
     elif work < SMALL_GEMM_WORK:
-        i = 0
-        while i + 2 <= m:
-            combine_rows_pair(x[i], x[i + 1], W, out[i], out[i + 1])
-            i += 2
-        if i < m:
-            combine_rows(x[i], W, out[i], False)
-        for i in range(m):
-            oi = out[i]
-            for j in range(n_out):
-                oi[j] += b[j]
-            activate_row(oi, act, slope)
+        pairs = (m + 1) // 2
+        if split:
+            chunk = ROW_CHUNK // 2
+            nb = (pairs + chunk - 1) // chunk
+            for c in prange(nb):
+                _forward_pairs(x, W, b, out, act, slope, c * chunk, min(pairs, (c + 1) * chunk))
+        else:
+            _forward_pairs(x, W, b, out, act, slope, 0, pairs)
     else:
         matmul_rows(x, W, out, parallel)
         bias_activate(out, b, act, slope, parallel)
 
 
-@jit
+@jit_parallel
 def dense_backward(x, a, W, g, dW, db, g_in, act, slope, need_input_grad, scratch, parallel):
     """Backward of a = f(x W + b).
 
@@ -238,21 +298,25 @@ def dense_backward(x, a, W, g, dW, db, g_in, act, slope, need_input_grad, scratc
     scale_by_derivative(g, a, act, slope, parallel)
     column_sums(g, db)
     work = m * n_in * n_out
-    if _narrow(n_out, work):
-        outer_sum(x, g, dW)
+    split = parallel and work >= SMALL_PARALLEL_WORK
+    nb = (m + ROW_CHUNK - 1) // ROW_CHUNK
+    if _narrow(n_out, work) or work < SMALL_GEMM_WORK:
+        outer_sum(x, g, dW, split)
         if need_input_grad:
-            Wt = scratch[:n_in * n_out].reshape((n_out, n_in))
-            transpose_into(W, Wt)
-            for i in range(m):
-                combine_rows(g[i], Wt, g_in[i], False)
-    elif work < SMALL_GEMM_WORK:
-        outer_sum(x, g, dW)
-        if need_input_grad:
-            for i in range(m):
-                gi = g[i]
-                gini = g_in[i]
-                for k in range(n_in):
-                    gini[k] = dot(gi, W[k])
+            if _narrow(n_out, work):
+                Wt = scratch[:n_in * n_out].reshape((n_out, n_in))
+                transpose_into(W, Wt)
+                if split:
+                    for c in prange(nb):
+                        _input_grad_narrow_rows(g, Wt, g_in, c * ROW_CHUNK,
+                                                min(m, (c + 1) * ROW_CHUNK))
+                else:
+                    _input_grad_narrow_rows(g, Wt, g_in, 0, m)
+            elif split:
+                for c in prange(nb):
+                    _input_grad_dot_rows(g, W, g_in, c * ROW_CHUNK, min(m, (c + 1) * ROW_CHUNK))
+            else:
+                _input_grad_dot_rows(g, W, g_in, 0, m)
     else:
         matmul_tn(x, g, dW, scratch, parallel)
         if need_input_grad:

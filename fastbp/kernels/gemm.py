@@ -7,8 +7,8 @@ differently).  fastbp therefore runs SciPy's BLAS (the one ``np.dot`` inside
 depend only on the shapes; the blocks run in parallel, so the numbers are the
 same for any number of threads.
 
-* ``x W`` and ``g W^T`` are split by rows of the output (``ROW_BLOCKS`` blocks,
-  each a multiple of 16 rows, none below ``MIN_BLOCK_ROWS``).
+* ``x W`` and ``g W^T`` are split by rows of the output (up to ``ROW_BLOCKS``
+  blocks, each a multiple of 16 rows, none below ``MIN_BLOCK_ROWS``).
 * ``x^T g`` (a weight gradient) sums over the batch, so it is split into two
   halves of the batch whose products are added in a fixed order: dW = x_1^T g_1
   + x_2^T g_2, the second half going through a workspace.
@@ -23,10 +23,12 @@ from .._config import MIN_BLOCK_ROWS, ROW_BLOCKS, jit, jit_parallel
 
 @jit
 def block_rows(m):
-    """Rows per block for an m-row product (m itself when too small to split)."""
-    if m < ROW_BLOCKS * MIN_BLOCK_ROWS:
+    """Rows per block for an m-row product: up to ROW_BLOCKS blocks of at least
+    MIN_BLOCK_ROWS rows, each a multiple of 16 rows (m itself when too small)."""
+    blocks = min(ROW_BLOCKS, m // MIN_BLOCK_ROWS)
+    if blocks <= 1:
         return m
-    rows = (m + ROW_BLOCKS - 1) // ROW_BLOCKS
+    rows = (m + blocks - 1) // blocks
     return (rows + 15) // 16 * 16
 
 
