@@ -3,23 +3,32 @@
 Kernels are decorated with :data:`jit` (serial) or :data:`jit_parallel` (kernels
 that contain a ``prange`` loop).  Nothing here changes ``numba.config``.
 
-fastmath is off.  Its ``contract`` (fused multiply-add) and ``reassoc``
-(reordered sums) flags let LLVM compile the same source line differently in a
-loop's vector body, its scalar remainder and a parallel copy of the loop, so an
-element's result would depend on where a chunk boundary falls, that is on the
-thread count.  Without them every sum is evaluated in source order; the
-reductions that need vectorising keep several partial sums explicitly
-(``dot`` in kernels/dense.py), in a fixed order.  NaN and Inf stay visible too.
+``fastmath`` is a set of LLVM flags that leaves out ``nnan`` and ``ninf``, so a
+NaN or an infinity in a loss or a gradient stays visible to the divergence
+checks.  ``reassoc`` lets LLVM vectorise reductions and ``contract`` fuse
+multiply-adds; both make a result depend on how the loop that computes it was
+compiled and where its bounds fall.  So the serial and the parallel form of
+every kernel run the same chunk function over the same fixed chunks
+(``REDUCE_CHUNK`` elements, ``ROW_CHUNK`` rows, ``K_BLOCK`` weight rows): an
+element is computed by the same instructions at any thread count.  The one
+reduction that runs in both contexts, the squared norm, is compiled without
+fastmath (:data:`jit_strict`).  The tests
+compare the serial and parallel forms bit for bit, and whole runs at 1 and 2
+threads in subprocesses.
 """
 from __future__ import annotations
 
 import numba
 
-FASTMATH = False
+FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
 
 JIT_OPTIONS = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 
 jit = numba.njit(**JIT_OPTIONS)
+#: Reductions whose vectorised order LLVM might choose differently in a serial and
+#: a parallel context (the squared gradient norm) are compiled without fastmath
+#: and keep their partial sums explicitly, so the order is the source's.
+jit_strict = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 jit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
 jit_inline = numba.njit(inline="never", **JIT_OPTIONS)
 

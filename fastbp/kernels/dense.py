@@ -112,30 +112,12 @@ def combine_rows_pair(c0, c1, M, o0, o1):
 
 @jit
 def dot(u, v):
-    """sum_k u[k] v[k] for two contiguous rows of equal length.
-
-    Eight partial sums in a fixed order (k mod 8), combined pairwise: the order is
-    written out, so the result is the same wherever the rows come from, and the
-    eight independent sums let LLVM use vector instructions without reassociating.
-    """
-    n = u.shape[0]
-    z = u.dtype.type(0)
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
-    k = 0
-    while k + 8 <= n:
-        s0 += u[k] * v[k]
-        s1 += u[k + 1] * v[k + 1]
-        s2 += u[k + 2] * v[k + 2]
-        s3 += u[k + 3] * v[k + 3]
-        s4 += u[k + 4] * v[k + 4]
-        s5 += u[k + 5] * v[k + 5]
-        s6 += u[k + 6] * v[k + 6]
-        s7 += u[k + 7] * v[k + 7]
-        k += 8
-    while k < n:
-        s0 += u[k] * v[k]
-        k += 1
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    """sum_k u[k] v[k] for two contiguous rows of equal length (vectorised by LLVM under
+    fastmath's reassoc; the same code wherever it runs, see fastbp/_config.py)."""
+    s = u.dtype.type(0)
+    for k in range(u.shape[0]):
+        s += u[k] * v[k]
+    return s
 
 
 @jit

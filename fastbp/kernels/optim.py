@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import prange
 
-from .._config import PARALLEL_MIN_WORK, REDUCE_CHUNK, jit, jit_parallel
+from .._config import PARALLEL_MIN_WORK, REDUCE_CHUNK, jit, jit_parallel, jit_strict
 
 SGD = 0
 ADAM = 1
@@ -296,9 +296,9 @@ def apply_sparse_update(code, E, G, rows, n_rows, state, hp, lr, step, grad_scal
     return bad
 
 
-@jit
+@jit_strict
 def _chunk_squares(g, start, stop):
-    # Four float64 partial sums in a fixed order (see dot in kernels/dense.py).
+    # Four float64 partial sums in source order (no fastmath: see _config.jit_strict).
     s0 = s1 = s2 = s3 = 0.0
     i = start
     while i + 4 <= stop:
@@ -318,22 +318,27 @@ def _chunk_squares(g, start, stop):
     return (s0 + s1) + (s2 + s3)
 
 
+@jit_strict
+def _sum_in_order(values):
+    total = 0.0
+    for c in range(values.shape[0]):
+        total += values[c]
+    return total
+
+
 @jit_parallel
 def squared_norm(g, parallel):
     """sum g_i^2 in float64, by fixed chunks added in order (thread-count independent)."""
     n = g.shape[0]
     nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
-    total = 0.0
+    partial = np.empty(nchunks)
     if parallel and n >= PARALLEL_MIN_WORK:
-        partial = np.empty(nchunks)
         for c in prange(nchunks):
             partial[c] = _chunk_squares(g, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK))
-        for c in range(nchunks):
-            total += partial[c]
     else:
         for c in range(nchunks):
-            total += _chunk_squares(g, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK))
-    return total
+            partial[c] = _chunk_squares(g, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK))
+    return _sum_in_order(partial)
 
 
 @jit
