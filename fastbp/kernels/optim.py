@@ -39,32 +39,35 @@ YOGI_BETA1, YOGI_BETA2, YOGI_EPS, YOGI_WEIGHT_DECAY = 0, 1, 2, 3
 # never writes Inf or NaN into the model.
 
 
-@jit
+@jit_strict
 def _finite(x):
-    return x - x == 0
+    # compiled without fastmath: an ordered comparison is False for NaN and for +-Inf
+    return abs(x) <= np.finfo(x).max
+
+
+# Scalars are cast to the array's dtype first, so a float32 buffer is updated in
+# float32 arithmetic (as torch does) and the loops vectorise at full width; `&`
+# instead of `and` keeps the finiteness test free of branches.
 
 
 @jit
 def _sgd_chunk(p, g, buf, start, stop, lr, momentum, dampening, nesterov, weight_decay,
                first_step, grad_scale):
     T = p.dtype.type
+    lr_, mu, damp, wd, scale = T(lr), T(momentum), T(1 - dampening), T(weight_decay), T(grad_scale)
+    use_wd = weight_decay != 0
+    use_mu = momentum != 0
     bad = 0
     for i in range(start, stop):
-        d = g[i] * grad_scale
-        if weight_decay != 0:
-            d = d + weight_decay * p[i]
+        d = g[i] * scale
+        if use_wd:
+            d = d + wd * p[i]
         b = buf[i]
-        if momentum != 0:
-            if first_step:
-                b = T(d)
-            else:
-                b = T(momentum * buf[i] + (1 - dampening) * d)
-            if nesterov:
-                d = d + momentum * b
-            else:
-                d = b
-        pn = T(p[i] - lr * d)
-        ok = _finite(pn) and _finite(b)
+        if use_mu:
+            b = d if first_step else mu * b + damp * d
+            d = d + mu * b if nesterov else b
+        pn = p[i] - lr_ * d
+        ok = _finite(pn) & _finite(b)
         buf[i] = b if ok else buf[i]
         p[i] = pn if ok else p[i]
         bad += 0 if ok else 1
@@ -75,26 +78,30 @@ def _sgd_chunk(p, g, buf, start, stop, lr, momentum, dampening, nesterov, weight
 def _adam_chunk(p, g, m, v, vmax, start, stop, lr, beta1, beta2, eps, weight_decay, amsgrad,
                 decoupled, step_size, bias_correction2_sqrt, grad_scale):
     T = p.dtype.type
-    one_minus_beta1 = 1 - beta1
-    one_minus_beta2 = 1 - beta2
+    w1, b2, w2 = T(1 - beta1), T(beta2), T(1 - beta2)
+    eps_, scale, wd = T(eps), T(grad_scale), T(weight_decay)
+    decay = T(1 - lr * weight_decay)
+    step_ = T(step_size)
+    inv_bc2 = T(1.0 / bias_correction2_sqrt)
+    use_l2 = weight_decay != 0 and not decoupled
+    use_decay = weight_decay != 0 and decoupled
     bad = 0
     for i in range(start, stop):
-        d = g[i] * grad_scale
+        d = g[i] * scale
         pi = p[i]
-        if weight_decay != 0:
-            if decoupled:
-                pi = T(pi * (1 - lr * weight_decay))
-            else:
-                d = d + weight_decay * pi
+        if use_decay:
+            pi = pi * decay
+        if use_l2:
+            d = d + wd * pi
         # torch's lerp with weight < 0.5: m + w (d - m)
-        mi = T(m[i] + one_minus_beta1 * (d - m[i]))
-        vi = T(v[i] * beta2 + one_minus_beta2 * d * d)
+        mi = m[i] + w1 * (d - m[i])
+        vi = v[i] * b2 + w2 * d * d
         vhat = vi
         if amsgrad:
             vhat = vi if vi > vmax[i] else vmax[i]
-        denom = math.sqrt(vhat) / bias_correction2_sqrt + eps
-        pn = T(pi - step_size * (mi / denom))
-        ok = _finite(pn) and _finite(mi) and _finite(vi)
+        denom = math.sqrt(vhat) * inv_bc2 + eps_
+        pn = pi - step_ * (mi / denom)
+        ok = _finite(pn) & _finite(mi) & _finite(vi)
         m[i] = mi if ok else m[i]
         v[i] = vi if ok else v[i]
         if amsgrad:
@@ -107,14 +114,16 @@ def _adam_chunk(p, g, m, v, vmax, start, stop, lr, beta1, beta2, eps, weight_dec
 @jit
 def _adagrad_chunk(p, g, acc, start, stop, clr, eps, weight_decay, grad_scale):
     T = p.dtype.type
+    clr_, eps_, wd, scale = T(clr), T(eps), T(weight_decay), T(grad_scale)
+    use_wd = weight_decay != 0
     bad = 0
     for i in range(start, stop):
-        d = g[i] * grad_scale
-        if weight_decay != 0:
-            d = d + weight_decay * p[i]
-        a = T(acc[i] + d * d)
-        pn = T(p[i] - clr * (d / (math.sqrt(a) + eps)))
-        ok = _finite(pn) and _finite(a)
+        d = g[i] * scale
+        if use_wd:
+            d = d + wd * p[i]
+        a = acc[i] + d * d
+        pn = p[i] - clr_ * (d / (math.sqrt(a) + eps_))
+        ok = _finite(pn) & _finite(a)
         acc[i] = a if ok else acc[i]
         p[i] = pn if ok else p[i]
         bad += 0 if ok else 1
@@ -125,29 +134,33 @@ def _adagrad_chunk(p, g, acc, start, stop, clr, eps, weight_decay, grad_scale):
 def _rmsprop_chunk(p, g, sq, buf, gavg, start, stop, lr, alpha, eps, weight_decay, momentum,
                    centered, grad_scale):
     T = p.dtype.type
+    lr_, al, w, eps_, wd, mu, scale = (T(lr), T(alpha), T(1 - alpha), T(eps), T(weight_decay),
+                                       T(momentum), T(grad_scale))
+    use_wd = weight_decay != 0
+    use_mu = momentum > 0
     bad = 0
     for i in range(start, stop):
-        d = g[i] * grad_scale
-        if weight_decay != 0:
-            d = d + weight_decay * p[i]
-        s = T(sq[i] * alpha + (1 - alpha) * d * d)
+        d = g[i] * scale
+        if use_wd:
+            d = d + wd * p[i]
+        s = sq[i] * al + w * d * d
         ga = gavg[i]
         if centered:
-            ga = T(gavg[i] + (1 - alpha) * (d - gavg[i]))
-            avg = math.sqrt(s - ga * ga) + eps
+            ga = gavg[i] + w * (d - gavg[i])
+            avg = math.sqrt(s - ga * ga) + eps_
         else:
-            avg = math.sqrt(s) + eps
+            avg = math.sqrt(s) + eps_
         b = buf[i]
-        if momentum > 0:
-            b = T(buf[i] * momentum + d / avg)
-            pn = T(p[i] - lr * b)
+        if use_mu:
+            b = b * mu + d / avg
+            pn = p[i] - lr_ * b
         else:
-            pn = T(p[i] - lr * (d / avg))
-        ok = _finite(pn) and _finite(s) and _finite(b) and _finite(ga)
+            pn = p[i] - lr_ * (d / avg)
+        ok = _finite(pn) & _finite(s) & _finite(b) & _finite(ga)
         sq[i] = s if ok else sq[i]
         if centered:
             gavg[i] = ga if ok else gavg[i]
-        if momentum > 0:
+        if use_mu:
             buf[i] = b if ok else buf[i]
         p[i] = pn if ok else p[i]
         bad += 0 if ok else 1
@@ -157,16 +170,18 @@ def _rmsprop_chunk(p, g, sq, buf, gavg, start, stop, lr, alpha, eps, weight_deca
 @jit
 def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay, grad_scale):
     T = p.dtype.type
+    lr_, r, w, eps_, wd, scale = T(lr), T(rho), T(1 - rho), T(eps), T(weight_decay), T(grad_scale)
+    use_wd = weight_decay != 0
     bad = 0
     for i in range(start, stop):
-        d = g[i] * grad_scale
-        if weight_decay != 0:
-            d = d + weight_decay * p[i]
-        s = T(sq[i] * rho + (1 - rho) * d * d)
-        delta = math.sqrt(acc_delta[i] + eps) / math.sqrt(s + eps) * d
-        u = T(acc_delta[i] * rho + (1 - rho) * delta * delta)
-        pn = T(p[i] - lr * delta)
-        ok = _finite(pn) and _finite(s) and _finite(u)
+        d = g[i] * scale
+        if use_wd:
+            d = d + wd * p[i]
+        s = sq[i] * r + w * d * d
+        delta = math.sqrt(acc_delta[i] + eps_) / math.sqrt(s + eps_) * d
+        u = acc_delta[i] * r + w * delta * delta
+        pn = p[i] - lr_ * delta
+        ok = _finite(pn) & _finite(s) & _finite(u)
         sq[i] = s if ok else sq[i]
         acc_delta[i] = u if ok else acc_delta[i]
         p[i] = pn if ok else p[i]
@@ -177,18 +192,22 @@ def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay
 @jit
 def _yogi_chunk(p, g, m, v, start, stop, lr, beta1, beta2, eps, weight_decay, grad_scale):
     T = p.dtype.type
+    lr_, b1, w1, w2 = T(lr), T(beta1), T(1 - beta1), T(1 - beta2)
+    eps_, wd, scale = T(eps), T(weight_decay), T(grad_scale)
+    one, zero = T(1), T(0)
+    use_wd = weight_decay != 0
     bad = 0
     for i in range(start, stop):
-        d = g[i] * grad_scale
-        if weight_decay != 0:
-            d = d + weight_decay * p[i]
-        mi = T(beta1 * m[i] + (1 - beta1) * d)
+        d = g[i] * scale
+        if use_wd:
+            d = d + wd * p[i]
+        mi = b1 * m[i] + w1 * d
         d2 = d * d
         diff = v[i] - d2
-        sign = 1.0 if diff > 0 else (-1.0 if diff < 0 else 0.0)
-        vi = T(v[i] - (1 - beta2) * sign * d2)
-        pn = T(p[i] - lr * mi / (math.sqrt(vi) + eps))
-        ok = _finite(pn) and _finite(mi) and _finite(vi)
+        sign = one if diff > zero else (-one if diff < zero else zero)
+        vi = v[i] - w2 * sign * d2
+        pn = p[i] - lr_ * mi / (math.sqrt(vi) + eps_)
+        ok = _finite(pn) & _finite(mi) & _finite(vi)
         m[i] = mi if ok else m[i]
         v[i] = vi if ok else v[i]
         p[i] = pn if ok else p[i]
