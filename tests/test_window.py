@@ -218,3 +218,37 @@ def test_pretrained_weights_are_used():
     np.testing.assert_array_equal(m.window.E, W)
     with pytest.raises(ValueError):
         _window_model(weights=np.zeros((39, 3)))
+
+
+WINDOW_CHILD = r"""
+import hashlib, sys
+import numpy as np
+import fastbp as fb
+rng = np.random.default_rng(0)
+ids = rng.integers(0, 5000, (3000, 5))
+y = rng.integers(0, 5, 3000)
+m = fb.Sequential([fb.layers.WindowEmbedding(5000, 50), fb.layers.Dropout(0.1),
+                   fb.layers.Dense(250, 200, activation="tanh"), fb.layers.Dense(200, 5)],
+                  dtype=sys.argv[1], seed=0)
+m.compile(fb.optim.Adam(lr=1e-3, clip_norm=1.0), "softmax_cross_entropy")
+m.fit(ids, y, epochs=2, batch_size=512, seed=1)
+print(fb.get_num_threads(), hashlib.sha256(m.params.tobytes() + m.window.E.tobytes()
+                                           + m.window.state.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_window_model_is_bit_identical_at_one_and_two_threads(dtype):
+    import os
+    import subprocess
+    import sys
+    digests = {}
+    for threads in ("1", "2"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
+        out = subprocess.run([sys.executable, "-c", WINDOW_CHILD, dtype], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        n, digest = out.stdout.split()[-2:]
+        assert n == threads
+        digests[threads] = digest
+    assert digests["1"] == digests["2"]

@@ -41,16 +41,20 @@ YOGI_BETA1, YOGI_BETA2, YOGI_EPS, YOGI_WEIGHT_DECAY = 0, 1, 2, 3
 
 @jit_strict
 def _finite(x):
-    # compiled without fastmath: an ordered comparison is False for NaN and for +-Inf
-    return abs(x) <= np.finfo(x).max
+    # An ordered comparison is False for NaN and for +-Inf; compiled without fastmath
+    # (as are the chunk kernels that inline it) so that LLVM may not assume them away.
+    return x == x and abs(x) != np.inf
 
 
 # Scalars are cast to the array's dtype first, so a float32 buffer is updated in
 # float32 arithmetic (as torch does) and the loops vectorise at full width; `&`
-# instead of `and` keeps the finiteness test free of branches.
+# instead of `and` keeps the finiteness test free of branches.  The chunk kernels
+# are compiled without fastmath (jit_strict): elementwise loops vectorise without
+# it, the Inf/NaN test stays, and no fused multiply-add can differ between the
+# serial and the parallel copy of a loop.
 
 
-@jit
+@jit_strict
 def _sgd_chunk(p, g, buf, start, stop, lr, momentum, dampening, nesterov, weight_decay,
                first_step, grad_scale):
     T = p.dtype.type
@@ -74,7 +78,7 @@ def _sgd_chunk(p, g, buf, start, stop, lr, momentum, dampening, nesterov, weight
     return bad
 
 
-@jit
+@jit_strict
 def _adam_chunk(p, g, m, v, vmax, start, stop, lr, beta1, beta2, eps, weight_decay, amsgrad,
                 decoupled, step_size, bias_correction2_sqrt, grad_scale):
     T = p.dtype.type
@@ -111,7 +115,7 @@ def _adam_chunk(p, g, m, v, vmax, start, stop, lr, beta1, beta2, eps, weight_dec
     return bad
 
 
-@jit
+@jit_strict
 def _adagrad_chunk(p, g, acc, start, stop, clr, eps, weight_decay, grad_scale):
     T = p.dtype.type
     clr_, eps_, wd, scale = T(clr), T(eps), T(weight_decay), T(grad_scale)
@@ -130,7 +134,7 @@ def _adagrad_chunk(p, g, acc, start, stop, clr, eps, weight_decay, grad_scale):
     return bad
 
 
-@jit
+@jit_strict
 def _rmsprop_chunk(p, g, sq, buf, gavg, start, stop, lr, alpha, eps, weight_decay, momentum,
                    centered, grad_scale):
     T = p.dtype.type
@@ -167,7 +171,7 @@ def _rmsprop_chunk(p, g, sq, buf, gavg, start, stop, lr, alpha, eps, weight_deca
     return bad
 
 
-@jit
+@jit_strict
 def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay, grad_scale):
     T = p.dtype.type
     lr_, r, w, eps_, wd, scale = T(lr), T(rho), T(1 - rho), T(eps), T(weight_decay), T(grad_scale)
@@ -189,7 +193,7 @@ def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay
     return bad
 
 
-@jit
+@jit_strict
 def _yogi_chunk(p, g, m, v, start, stop, lr, beta1, beta2, eps, weight_decay, grad_scale):
     T = p.dtype.type
     lr_, b1, w1, w2 = T(lr), T(beta1), T(1 - beta1), T(1 - beta2)
