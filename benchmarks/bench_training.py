@@ -13,7 +13,6 @@ Peer comparisons (PyTorch, JAX) are in ``compare_peers.py``, not here.
 """
 from __future__ import annotations
 
-
 import fastbp as fb
 
 from .datasets import load_mnist, random_classification, random_regression
@@ -181,6 +180,7 @@ class MNIST:
 
 
 FIRST_STEP = """
+import numpy as np
 import fastbp as fb
 model = fb.Sequential([fb.layers.Dense(10, 40, activation="relu"),
                        fb.layers.Dense(40, 40, activation="relu"),
