@@ -39,25 +39,24 @@ YOGI_BETA1, YOGI_BETA2, YOGI_EPS, YOGI_WEIGHT_DECAY = 0, 1, 2, 3
 # never writes Inf or NaN into the model.
 
 
-@jit_strict
-def _finite(x):
-    # An ordered comparison is False for NaN and for +-Inf; compiled without fastmath
-    # (as are the chunk kernels that inline it) so that LLVM may not assume them away.
-    return x == x and abs(x) != np.inf
+@jit
+def _finite(x, big):
+    # An ordered comparison is False for NaN and for +-Inf.  ``big`` (the largest
+    # finite value of the dtype) is an argument, not a constant, so that no fastmath
+    # rewrite can fold the test away (x - x == 0 and math.isfinite were folded).
+    return abs(x) <= big
 
 
 # Scalars are cast to the array's dtype first, so a float32 buffer is updated in
 # float32 arithmetic (as torch does) and the loops vectorise at full width; `&`
-# instead of `and` keeps the finiteness test free of branches.  The chunk kernels
-# are compiled without fastmath (jit_strict): elementwise loops vectorise without
-# it, the Inf/NaN test stays, and no fused multiply-add can differ between the
-# serial and the parallel copy of a loop.
+# instead of `and` keeps the finiteness test free of branches.
 
 
-@jit_strict
+@jit
 def _sgd_chunk(p, g, buf, start, stop, lr, momentum, dampening, nesterov, weight_decay,
-               first_step, grad_scale):
+               first_step, grad_scale, big):
     T = p.dtype.type
+    big_ = T(big)
     lr_, mu, damp, wd, scale = T(lr), T(momentum), T(1 - dampening), T(weight_decay), T(grad_scale)
     use_wd = weight_decay != 0
     use_mu = momentum != 0
@@ -71,17 +70,18 @@ def _sgd_chunk(p, g, buf, start, stop, lr, momentum, dampening, nesterov, weight
             b = d if first_step else mu * b + damp * d
             d = d + mu * b if nesterov else b
         pn = p[i] - lr_ * d
-        ok = _finite(pn) & _finite(b)
+        ok = _finite(pn, big_) & _finite(b, big_)
         buf[i] = b if ok else buf[i]
         p[i] = pn if ok else p[i]
         bad += 0 if ok else 1
     return bad
 
 
-@jit_strict
+@jit
 def _adam_chunk(p, g, m, v, vmax, start, stop, lr, beta1, beta2, eps, weight_decay, amsgrad,
-                decoupled, step_size, bias_correction2_sqrt, grad_scale):
+                decoupled, step_size, bias_correction2_sqrt, grad_scale, big):
     T = p.dtype.type
+    big_ = T(big)
     w1, b2, w2 = T(1 - beta1), T(beta2), T(1 - beta2)
     eps_, scale, wd = T(eps), T(grad_scale), T(weight_decay)
     decay = T(1 - lr * weight_decay)
@@ -105,7 +105,7 @@ def _adam_chunk(p, g, m, v, vmax, start, stop, lr, beta1, beta2, eps, weight_dec
             vhat = vi if vi > vmax[i] else vmax[i]
         denom = math.sqrt(vhat) * inv_bc2 + eps_
         pn = pi - step_ * (mi / denom)
-        ok = _finite(pn) & _finite(mi) & _finite(vi)
+        ok = _finite(pn, big_) & _finite(mi, big_) & _finite(vi, big_)
         m[i] = mi if ok else m[i]
         v[i] = vi if ok else v[i]
         if amsgrad:
@@ -115,9 +115,10 @@ def _adam_chunk(p, g, m, v, vmax, start, stop, lr, beta1, beta2, eps, weight_dec
     return bad
 
 
-@jit_strict
-def _adagrad_chunk(p, g, acc, start, stop, clr, eps, weight_decay, grad_scale):
+@jit
+def _adagrad_chunk(p, g, acc, start, stop, clr, eps, weight_decay, grad_scale, big):
     T = p.dtype.type
+    big_ = T(big)
     clr_, eps_, wd, scale = T(clr), T(eps), T(weight_decay), T(grad_scale)
     use_wd = weight_decay != 0
     bad = 0
@@ -127,17 +128,18 @@ def _adagrad_chunk(p, g, acc, start, stop, clr, eps, weight_decay, grad_scale):
             d = d + wd * p[i]
         a = acc[i] + d * d
         pn = p[i] - clr_ * (d / (math.sqrt(a) + eps_))
-        ok = _finite(pn) & _finite(a)
+        ok = _finite(pn, big_) & _finite(a, big_)
         acc[i] = a if ok else acc[i]
         p[i] = pn if ok else p[i]
         bad += 0 if ok else 1
     return bad
 
 
-@jit_strict
+@jit
 def _rmsprop_chunk(p, g, sq, buf, gavg, start, stop, lr, alpha, eps, weight_decay, momentum,
-                   centered, grad_scale):
+                   centered, grad_scale, big):
     T = p.dtype.type
+    big_ = T(big)
     lr_, al, w, eps_, wd, mu, scale = (T(lr), T(alpha), T(1 - alpha), T(eps), T(weight_decay),
                                        T(momentum), T(grad_scale))
     use_wd = weight_decay != 0
@@ -160,7 +162,7 @@ def _rmsprop_chunk(p, g, sq, buf, gavg, start, stop, lr, alpha, eps, weight_deca
             pn = p[i] - lr_ * b
         else:
             pn = p[i] - lr_ * (d / avg)
-        ok = _finite(pn) & _finite(s) & _finite(b) & _finite(ga)
+        ok = _finite(pn, big_) & _finite(s, big_) & _finite(b, big_) & _finite(ga, big_)
         sq[i] = s if ok else sq[i]
         if centered:
             gavg[i] = ga if ok else gavg[i]
@@ -171,9 +173,10 @@ def _rmsprop_chunk(p, g, sq, buf, gavg, start, stop, lr, alpha, eps, weight_deca
     return bad
 
 
-@jit_strict
-def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay, grad_scale):
+@jit
+def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay, grad_scale, big):
     T = p.dtype.type
+    big_ = T(big)
     lr_, r, w, eps_, wd, scale = T(lr), T(rho), T(1 - rho), T(eps), T(weight_decay), T(grad_scale)
     use_wd = weight_decay != 0
     bad = 0
@@ -185,7 +188,7 @@ def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay
         delta = math.sqrt(acc_delta[i] + eps_) / math.sqrt(s + eps_) * d
         u = acc_delta[i] * r + w * delta * delta
         pn = p[i] - lr_ * delta
-        ok = _finite(pn) & _finite(s) & _finite(u)
+        ok = _finite(pn, big_) & _finite(s, big_) & _finite(u, big_)
         sq[i] = s if ok else sq[i]
         acc_delta[i] = u if ok else acc_delta[i]
         p[i] = pn if ok else p[i]
@@ -193,9 +196,10 @@ def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay
     return bad
 
 
-@jit_strict
-def _yogi_chunk(p, g, m, v, start, stop, lr, beta1, beta2, eps, weight_decay, grad_scale):
+@jit
+def _yogi_chunk(p, g, m, v, start, stop, lr, beta1, beta2, eps, weight_decay, grad_scale, big):
     T = p.dtype.type
+    big_ = T(big)
     lr_, b1, w1, w2 = T(lr), T(beta1), T(1 - beta1), T(1 - beta2)
     eps_, wd, scale = T(eps), T(weight_decay), T(grad_scale)
     one, zero = T(1), T(0)
@@ -211,7 +215,7 @@ def _yogi_chunk(p, g, m, v, start, stop, lr, beta1, beta2, eps, weight_decay, gr
         sign = one if diff > zero else (-one if diff < zero else zero)
         vi = v[i] - w2 * sign * d2
         pn = p[i] - lr_ * mi / (math.sqrt(vi) + eps_)
-        ok = _finite(pn) & _finite(mi) & _finite(vi)
+        ok = _finite(pn, big_) & _finite(mi, big_) & _finite(vi, big_)
         m[i] = mi if ok else m[i]
         v[i] = vi if ok else v[i]
         p[i] = pn if ok else p[i]
@@ -220,15 +224,18 @@ def _yogi_chunk(p, g, m, v, start, stop, lr, beta1, beta2, eps, weight_decay, gr
 
 
 @jit
-def update_span(code, p, g, s0, s1, s2, start, stop, hp, lr, step, grad_scale, sparse_adam):
+def update_span(code, p, g, s0, s1, s2, start, stop, hp, lr, step, grad_scale, sparse_adam,
+                big):
     """One optimizer step on p[start:stop] (and the same span of g and of the state
     vectors s0, s1, s2; unused ones may be any array).  ``step`` is the 1-based count
     of this update.  With ``sparse_adam`` Adam puts eps outside the bias correction,
     as torch.optim.SparseAdam does: denominator sqrt(v) + eps, step size
-    lr sqrt(1 - beta2^t) / (1 - beta1^t)."""
+    lr sqrt(1 - beta2^t) / (1 - beta1^t).  ``big`` is the dtype's largest finite value
+    (see _finite).  Returns the number of elements whose update was refused because
+    it was not finite (they keep their old values)."""
     if code == SGD:
         return _sgd_chunk(p, g, s0, start, stop, lr, hp[SGD_MOMENTUM], hp[SGD_DAMPENING],
-                   hp[SGD_NESTEROV] != 0, hp[SGD_WEIGHT_DECAY], step == 1, grad_scale)
+                   hp[SGD_NESTEROV] != 0, hp[SGD_WEIGHT_DECAY], step == 1, grad_scale, big)
     elif code == ADAM:
         beta1 = hp[ADAM_BETA1]
         beta2 = hp[ADAM_BETA2]
@@ -236,20 +243,20 @@ def update_span(code, p, g, s0, s1, s2, start, stop, hp, lr, step, grad_scale, s
         eps = hp[ADAM_EPS] / bc2_sqrt if sparse_adam else hp[ADAM_EPS]
         return _adam_chunk(p, g, s0, s1, s2, start, stop, lr, beta1, beta2, eps,
                     hp[ADAM_WEIGHT_DECAY], hp[ADAM_AMSGRAD] != 0, hp[ADAM_DECOUPLED] != 0,
-                    lr / (1 - beta1 ** step), bc2_sqrt, grad_scale)
+                    lr / (1 - beta1 ** step), bc2_sqrt, grad_scale, big)
     elif code == ADAGRAD:
         return _adagrad_chunk(p, g, s0, start, stop, lr / (1 + (step - 1) * hp[ADAGRAD_LR_DECAY]),
-                       hp[ADAGRAD_EPS], hp[ADAGRAD_WEIGHT_DECAY], grad_scale)
+                       hp[ADAGRAD_EPS], hp[ADAGRAD_WEIGHT_DECAY], grad_scale, big)
     elif code == RMSPROP:
         return _rmsprop_chunk(p, g, s0, s1, s2, start, stop, lr, hp[RMSPROP_ALPHA], hp[RMSPROP_EPS],
                        hp[RMSPROP_WEIGHT_DECAY], hp[RMSPROP_MOMENTUM], hp[RMSPROP_CENTERED] != 0,
-                       grad_scale)
+                       grad_scale, big)
     elif code == ADADELTA:
         return _adadelta_chunk(p, g, s0, s1, start, stop, lr, hp[ADADELTA_RHO], hp[ADADELTA_EPS],
-                        hp[ADADELTA_WEIGHT_DECAY], grad_scale)
+                        hp[ADADELTA_WEIGHT_DECAY], grad_scale, big)
     elif code == YOGI:
         return _yogi_chunk(p, g, s0, s1, start, stop, lr, hp[YOGI_BETA1], hp[YOGI_BETA2], hp[YOGI_EPS],
-                    hp[YOGI_WEIGHT_DECAY], grad_scale)
+                    hp[YOGI_WEIGHT_DECAY], grad_scale, big)
     return 0
 
 
@@ -270,6 +277,7 @@ def apply_update(code, p, g, state, hp, lr, step, grad_scale, parallel):
     elements.
     """
     n = p.shape[0]
+    big = np.finfo(p.dtype).max
     s0 = _state_row(state, 0)
     s1 = _state_row(state, 1)
     s2 = _state_row(state, 2)
@@ -280,13 +288,14 @@ def apply_update(code, p, g, state, hp, lr, step, grad_scale, parallel):
         for c in prange(nchunks):
             counts[c] = update_span(code, p, g, s0, s1, s2, c * REDUCE_CHUNK,
                                     min(n, (c + 1) * REDUCE_CHUNK), hp, lr, step, grad_scale,
-                                    False)
+                                    False, big)
         for c in range(nchunks):
             bad += counts[c]
     else:
         for c in range(nchunks):
             bad += update_span(code, p, g, s0, s1, s2, c * REDUCE_CHUNK,
-                               min(n, (c + 1) * REDUCE_CHUNK), hp, lr, step, grad_scale, False)
+                               min(n, (c + 1) * REDUCE_CHUNK), hp, lr, step, grad_scale, False,
+                               big)
     return bad
 
 
@@ -301,6 +310,7 @@ def apply_sparse_update(code, E, G, rows, n_rows, state, hp, lr, step, grad_scal
     """
     d = E.shape[1]
     k = state.shape[0]
+    big = np.finfo(E.dtype).max
     bad = 0
     if parallel and n_rows * d >= PARALLEL_MIN_WORK:
         counts = np.zeros(n_rows, dtype=np.int64)
@@ -308,14 +318,15 @@ def apply_sparse_update(code, E, G, rows, n_rows, state, hp, lr, step, grad_scal
             r = rows[u]
             counts[u] = update_span(code, E[r], G[u], state[0, r], state[min(1, k - 1), r],
                                     state[min(2, k - 1), r], 0, d, hp, lr, step, grad_scale,
-                                    True)
+                                    True, big)
         for u in range(n_rows):
             bad += counts[u]
     else:
         for u in range(n_rows):
             r = rows[u]
             bad += update_span(code, E[r], G[u], state[0, r], state[min(1, k - 1), r],
-                               state[min(2, k - 1), r], 0, d, hp, lr, step, grad_scale, True)
+                               state[min(2, k - 1), r], 0, d, hp, lr, step, grad_scale, True,
+                               big)
     return bad
 
 
