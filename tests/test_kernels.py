@@ -533,7 +533,9 @@ for case in tk.OPT_CASES:
     for dtype in tk.DTYPES:
         for step, grad_scale in tk.OPT_STEPS:
             rng = tk.rng_for("bitwise", case.name, step, np.dtype(dtype).name)
-            n = 100_003
+            # above the size at which updates go parallel, so both forms really run
+            from fastbp._config import PARALLEL_UPDATE_MIN
+            n = PARALLEL_UPDATE_MIN + 4_099
             p = rng.standard_normal(n).astype(dtype)
             g = rng.standard_normal(n).astype(dtype)
             state = case.state(n, dtype, rng)
@@ -598,9 +600,11 @@ def test_squared_norm_does_not_depend_on_parallel():
     """The documented fixed-chunk reduction: the same sum at any thread count."""
     rng = rng_for("sqn")
     mismatches = []
-    for trial in range(20):
+    from fastbp._config import PARALLEL_UPDATE_MIN
+    n = PARALLEL_UPDATE_MIN + 4_099  # large enough for the parallel form to run
+    for trial in range(4):
         for dtype in DTYPES:
-            g = (rng.standard_normal(100_003) * rng.choice([1e-3, 1.0, 1e3], 100_003)).astype(dtype)
+            g = (rng.standard_normal(n) * rng.choice([1e-3, 1.0, 1e3], n)).astype(dtype)
             serial, parallel = koptim.squared_norm(g, False), koptim.squared_norm(g, True)
             if serial != parallel:
                 mismatches.append((trial, np.dtype(dtype).name, serial - parallel))

@@ -15,7 +15,8 @@ import math
 import numpy as np
 from numba import prange
 
-from .._config import PARALLEL_MIN_WORK, REDUCE_CHUNK, jit, jit_parallel, jit_strict
+from .._config import (PARALLEL_MIN_WORK, PARALLEL_UPDATE_MIN, REDUCE_CHUNK, jit, jit_parallel,
+                       jit_strict)
 
 SGD = 0
 ADAM = 1
@@ -283,7 +284,7 @@ def apply_update(code, p, g, state, hp, lr, step, grad_scale, parallel):
     s2 = _state_row(state, 2)
     nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
     bad = 0
-    if parallel and n >= PARALLEL_MIN_WORK:
+    if parallel and n >= PARALLEL_UPDATE_MIN:
         counts = np.zeros(nchunks, dtype=np.int64)
         for c in prange(nchunks):
             counts[c] = update_span(code, p, g, s0, s1, s2, c * REDUCE_CHUNK,
@@ -366,7 +367,7 @@ def squared_norm(g, parallel):
     n = g.shape[0]
     nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
     partial = np.empty(nchunks)
-    if parallel and n >= PARALLEL_MIN_WORK:
+    if parallel and n >= PARALLEL_UPDATE_MIN:
         for c in prange(nchunks):
             partial[c] = _chunk_squares(g, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK))
     else:
