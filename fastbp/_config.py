@@ -52,7 +52,7 @@ K_BLOCK = 16
 #: BLAS products are split into this many row blocks (fixed, so that results do
 #: not depend on the thread count), each of at least MIN_BLOCK_ROWS rows.
 ROW_BLOCKS = 2
-MIN_BLOCK_ROWS = 32
+MIN_BLOCK_ROWS = 128
 
 #: Element count below which elementwise work runs serially: a ``prange``
 #: region costs a few microseconds to start.
