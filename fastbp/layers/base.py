@@ -32,6 +32,7 @@ class Layer:
         self.grads: dict[str, np.ndarray] = {}
         self.index = -1
         self.input_dim: int | None = None
+        self._ws: dict[str, np.ndarray] = {}  # work arrays of the per-layer path
 
     # -- shapes and parameters -------------------------------------------------
     def output_dim(self, input_dim: int) -> int:
@@ -45,6 +46,16 @@ class Layer:
     def build(self, input_dim: int, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
         """Initial values of the parameters (same names and shapes as param_shapes)."""
         return {}
+
+    def _buffer(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """A per-layer work array of ``shape``, allocated once for the largest batch seen
+        (the first dimension) and reused; a view of its first ``shape[0]`` rows."""
+        ws = self._ws
+        buf = ws.get(name)
+        if (buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != tuple(shape[1:])
+                or buf.dtype != dtype):
+            buf = ws[name] = np.empty(shape, dtype=dtype)
+        return buf[:shape[0]]
 
     def bind(self, params: dict, grads: dict) -> None:
         self.params = params

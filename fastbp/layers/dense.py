@@ -47,7 +47,6 @@ class Dense(Layer):
         self.init = _init.default_for(self.activation) if init is None else init
         self._init_fn = _init.get(self.init)
         self.act_code = _act.CODES[self.activation]
-        self._ws: dict = {}
         self._x = None
         self._a = None
         self.need_input_grad = True
@@ -93,18 +92,8 @@ class Dense(Layer):
     def db(self) -> np.ndarray:
         return self.grads["b"]
 
-    def _buffer(self, name, shape, dtype):
-        buf = self._ws.get(name)
-        if buf is None or buf.shape[0] < shape[0] or buf.dtype != dtype:
-            buf = np.empty(shape, dtype=dtype)
-            self._ws[name] = buf
-        return buf[:shape[0]]
-
     def _scratch(self, dtype):
-        buf = self._ws.get("scratch")
-        if buf is None or buf.dtype != dtype:
-            buf = self._ws["scratch"] = np.empty(self.n_in * self.n_out, dtype=dtype)
-        return buf
+        return self._buffer("scratch", (self.n_in * self.n_out,), dtype)
 
     def forward(self, x, training):
         out = self._buffer("a", (x.shape[0], self.n_out), x.dtype)

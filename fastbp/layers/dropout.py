@@ -26,14 +26,6 @@ class Dropout(Layer):
         super().__init__()
         self.p = check_float("Dropout p", p, low=0.0, high=1.0, high_open=True)
         self._key = np.uint64(0)
-        self._ws: dict = {}
-
-    def _buffer(self, name, shape, dtype):
-        buf = self._ws.get(name)
-        if buf is None or buf.shape[0] < shape[0] or buf.shape[1] != shape[1] or buf.dtype != dtype:
-            buf = np.empty(shape, dtype=dtype)
-            self._ws[name] = buf
-        return buf[:shape[0]]
 
     def set_step(self, seed: int, step: int) -> None:
         """Key the mask of the next forward/backward pair (called by the model)."""

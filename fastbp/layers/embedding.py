@@ -66,7 +66,6 @@ class WindowEmbedding(Layer):
         self._E = None
         self.state = None  # lazy optimizer state (k, V, d), set by the model
         self.step = np.zeros(1, dtype=np.int64)
-        self._ws: dict = {}
 
     @property
     def width(self) -> int:
@@ -109,13 +108,6 @@ class WindowEmbedding(Layer):
     @property
     def padding_code(self) -> int:
         return -1 if self.padding_id is None else self.padding_id
-
-    def _buffer(self, name, shape, dtype):
-        buf = self._ws.get(name)
-        if buf is None or buf.shape[0] < shape[0] or buf.dtype != dtype:
-            buf = np.empty(shape, dtype=dtype)
-            self._ws[name] = buf
-        return buf[:shape[0]]
 
     # The per-layer path.
     def forward(self, ids, training):
