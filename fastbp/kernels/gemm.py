@@ -57,6 +57,21 @@ def _half(m):
     return (m // 2 + 15) // 16 * 16
 
 
+@jit
+def _half_product(x, g, out, second, h, b):
+    # b = 0: out <- x[:h]^T g[:h];  b = 1: second <- x[h:]^T g[h:]
+    if b == 0:
+        np.dot(x[:h].T, g[:h], out)
+    else:
+        np.dot(x[h:].T, g[h:], second)
+
+
+@jit
+def _add_row(row, add):
+    for j in range(row.shape[0]):
+        row[j] += add[j]
+
+
 @jit_parallel
 def matmul_tn(x, g, out, work, parallel):
     """out <- x^T g, the batch split in two fixed halves.
@@ -72,20 +87,11 @@ def matmul_tn(x, g, out, work, parallel):
     second = work[:k * n].reshape((k, n))
     if parallel:
         for b in prange(2):
-            if b == 0:
-                np.dot(x[:h].T, g[:h], out)
-            else:
-                np.dot(x[h:].T, g[h:], second)
+            _half_product(x, g, out, second, h, b)
         for i in prange(k):
-            row = out[i]
-            add = second[i]
-            for j in range(n):
-                row[j] += add[j]
+            _add_row(out[i], second[i])
     else:
-        np.dot(x[:h].T, g[:h], out)
-        np.dot(x[h:].T, g[h:], second)
+        for b in range(2):
+            _half_product(x, g, out, second, h, b)
         for i in range(k):
-            row = out[i]
-            add = second[i]
-            for j in range(n):
-                row[j] += add[j]
+            _add_row(out[i], second[i])
