@@ -366,14 +366,23 @@ def squared_norm(g, parallel):
     """sum g_i^2 in float64, by fixed chunks added in order (thread-count independent)."""
     n = g.shape[0]
     nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
-    partial = np.empty(nchunks)
     if parallel and n >= PARALLEL_UPDATE_MIN:
+        partial = np.empty(nchunks)
         for c in prange(nchunks):
             partial[c] = _chunk_squares(g, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK))
-    else:
-        for c in range(nchunks):
-            partial[c] = _chunk_squares(g, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK))
-    return _sum_in_order(partial)
+        return _sum_in_order(partial)
+    return _serial_squares(g, nchunks)
+
+
+@jit_strict
+def _serial_squares(g, nchunks):
+    # The same chunk sums added in the same order as _sum_in_order, with no array
+    # allocated (the serial form runs on every training step).
+    n = g.shape[0]
+    total = 0.0
+    for c in range(nchunks):
+        total += _chunk_squares(g, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK))
+    return total
 
 
 @jit
