@@ -38,6 +38,15 @@ YOGI_BETA1, YOGI_BETA2, YOGI_EPS, YOGI_WEIGHT_DECAY = 0, 1, 2, 3
 # stores them only when all are finite (a select, so the loop still vectorises); it
 # returns how many elements it refused.  A step whose update would overflow thus
 # never writes Inf or NaN into the model.
+#
+# Two rules keep these loops vectorised (measured: 5-50x on 10M floats):
+# - the arrays come in as slices indexed from 0 (see update_span);
+# - a loop stores only to the state vectors its configuration uses, unconditionally.
+#   A store under a flag (``if amsgrad: vmax[i] = ...``) becomes a masked vector
+#   store, and the unused vectors may alias row 0 of the state, which sends LLVM's
+#   runtime alias check to the scalar loop.  Options that change which vectors are
+#   written therefore select between loops, and the loops share their arithmetic
+#   through the small per-element helpers below.
 
 
 @jit
@@ -54,22 +63,29 @@ def _finite(x, big):
 
 
 @jit
-def _sgd_chunk(p, g, buf, start, stop, lr, momentum, dampening, nesterov, weight_decay,
+def _sgd_chunk(p, g, buf, lr, momentum, dampening, nesterov, weight_decay,
                first_step, grad_scale, big):
     T = p.dtype.type
     big_ = T(big)
     lr_, mu, damp, wd, scale = T(lr), T(momentum), T(1 - dampening), T(weight_decay), T(grad_scale)
     use_wd = weight_decay != 0
-    use_mu = momentum != 0
     bad = 0
-    for i in range(start, stop):
+    if momentum == 0:
+        for i in range(p.shape[0]):
+            d = g[i] * scale
+            if use_wd:
+                d = d + wd * p[i]
+            pn = p[i] - lr_ * d
+            ok = _finite(pn, big_)
+            p[i] = pn if ok else p[i]
+            bad += 0 if ok else 1
+        return bad
+    for i in range(p.shape[0]):
         d = g[i] * scale
         if use_wd:
             d = d + wd * p[i]
-        b = buf[i]
-        if use_mu:
-            b = d if first_step else mu * b + damp * d
-            d = d + mu * b if nesterov else b
+        b = d if first_step else mu * buf[i] + damp * d
+        d = d + mu * b if nesterov else b
         pn = p[i] - lr_ * d
         ok = _finite(pn, big_) & _finite(b, big_)
         buf[i] = b if ok else buf[i]
@@ -79,7 +95,13 @@ def _sgd_chunk(p, g, buf, start, stop, lr, momentum, dampening, nesterov, weight
 
 
 @jit
-def _adam_chunk(p, g, m, v, vmax, start, stop, lr, beta1, beta2, eps, weight_decay, amsgrad,
+def _adam_moments(d, m, v, w1, b2, w2):
+    # torch's lerp with weight < 0.5: m + w (d - m)
+    return m + w1 * (d - m), v * b2 + w2 * d * d
+
+
+@jit
+def _adam_chunk(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, amsgrad,
                 decoupled, step_size, bias_correction2_sqrt, grad_scale, big):
     T = p.dtype.type
     big_ = T(big)
@@ -91,39 +113,44 @@ def _adam_chunk(p, g, m, v, vmax, start, stop, lr, beta1, beta2, eps, weight_dec
     use_l2 = weight_decay != 0 and not decoupled
     use_decay = weight_decay != 0 and decoupled
     bad = 0
-    for i in range(start, stop):
-        d = g[i] * scale
-        pi = p[i]
-        if use_decay:
-            pi = pi * decay
-        if use_l2:
-            d = d + wd * pi
-        # torch's lerp with weight < 0.5: m + w (d - m)
-        mi = m[i] + w1 * (d - m[i])
-        vi = v[i] * b2 + w2 * d * d
-        vhat = vi
-        if amsgrad:
+    if amsgrad:
+        for i in range(p.shape[0]):
+            d = g[i] * scale
+            pi = p[i] * decay if use_decay else p[i]
+            d = d + wd * pi if use_l2 else d
+            mi, vi = _adam_moments(d, m[i], v[i], w1, b2, w2)
+            # AMSGrad: the denominator uses the running maximum of v.
             vhat = vi if vi > vmax[i] else vmax[i]
-        denom = math.sqrt(vhat) * inv_bc2 + eps_
-        pn = pi - step_ * (mi / denom)
+            pn = pi - step_ * (mi / (math.sqrt(vhat) * inv_bc2 + eps_))
+            ok = _finite(pn, big_) & _finite(mi, big_) & _finite(vi, big_)
+            vmax[i] = vhat if ok else vmax[i]
+            m[i] = mi if ok else m[i]
+            v[i] = vi if ok else v[i]
+            p[i] = pn if ok else p[i]
+            bad += 0 if ok else 1
+        return bad
+    for i in range(p.shape[0]):
+        d = g[i] * scale
+        pi = p[i] * decay if use_decay else p[i]
+        d = d + wd * pi if use_l2 else d
+        mi, vi = _adam_moments(d, m[i], v[i], w1, b2, w2)
+        pn = pi - step_ * (mi / (math.sqrt(vi) * inv_bc2 + eps_))
         ok = _finite(pn, big_) & _finite(mi, big_) & _finite(vi, big_)
         m[i] = mi if ok else m[i]
         v[i] = vi if ok else v[i]
-        if amsgrad:
-            vmax[i] = vhat if ok else vmax[i]
         p[i] = pn if ok else p[i]
         bad += 0 if ok else 1
     return bad
 
 
 @jit
-def _adagrad_chunk(p, g, acc, start, stop, clr, eps, weight_decay, grad_scale, big):
+def _adagrad_chunk(p, g, acc, clr, eps, weight_decay, grad_scale, big):
     T = p.dtype.type
     big_ = T(big)
     clr_, eps_, wd, scale = T(clr), T(eps), T(weight_decay), T(grad_scale)
     use_wd = weight_decay != 0
     bad = 0
-    for i in range(start, stop):
+    for i in range(p.shape[0]):
         d = g[i] * scale
         if use_wd:
             d = d + wd * p[i]
@@ -137,51 +164,86 @@ def _adagrad_chunk(p, g, acc, start, stop, clr, eps, weight_decay, grad_scale, b
 
 
 @jit
-def _rmsprop_chunk(p, g, sq, buf, gavg, start, stop, lr, alpha, eps, weight_decay, momentum,
+def _rmsprop_element(pi, d, si, bi, gai, lr, alpha, w, eps, mu, centered, use_mu):
+    # One element's step; bi and gai are the momentum buffer and the gradient
+    # average (any value where unused).  Returns the new p, square average, buffer
+    # and gradient average.
+    s = si * alpha + w * d * d
+    if centered:
+        ga = gai + w * (d - gai)
+        avg = math.sqrt(s - ga * ga) + eps
+    else:
+        ga = gai
+        avg = math.sqrt(s) + eps
+    if use_mu:
+        b = bi * mu + d / avg
+        return pi - lr * b, s, b, ga
+    return pi - lr * (d / avg), s, bi, ga
+
+
+@jit
+def _rmsprop_chunk(p, g, sq, buf, gavg, lr, alpha, eps, weight_decay, momentum,
                    centered, grad_scale, big):
     T = p.dtype.type
     big_ = T(big)
     lr_, al, w, eps_, wd, mu, scale = (T(lr), T(alpha), T(1 - alpha), T(eps), T(weight_decay),
                                        T(momentum), T(grad_scale))
+    zero = T(0)
     use_wd = weight_decay != 0
     use_mu = momentum > 0
     bad = 0
-    for i in range(start, stop):
-        d = g[i] * scale
-        if use_wd:
-            d = d + wd * p[i]
-        s = sq[i] * al + w * d * d
-        ga = gavg[i]
-        if centered:
-            ga = gavg[i] + w * (d - gavg[i])
-            avg = math.sqrt(s - ga * ga) + eps_
-        else:
-            avg = math.sqrt(s) + eps_
-        b = buf[i]
-        if use_mu:
-            b = b * mu + d / avg
-            pn = p[i] - lr_ * b
-        else:
-            pn = p[i] - lr_ * (d / avg)
-        ok = _finite(pn, big_) & _finite(s, big_) & _finite(b, big_) & _finite(ga, big_)
-        sq[i] = s if ok else sq[i]
-        if centered:
-            gavg[i] = ga if ok else gavg[i]
-        if use_mu:
+    # One loop per set of stored vectors (see the note at the top).
+    if centered and use_mu:
+        for i in range(p.shape[0]):
+            d = g[i] * scale + wd * p[i] if use_wd else g[i] * scale
+            pn, s, b, ga = _rmsprop_element(p[i], d, sq[i], buf[i], gavg[i], lr_, al, w, eps_,
+                                            mu, True, True)
+            ok = _finite(pn, big_) & _finite(s, big_) & _finite(b, big_) & _finite(ga, big_)
+            sq[i] = s if ok else sq[i]
             buf[i] = b if ok else buf[i]
-        p[i] = pn if ok else p[i]
-        bad += 0 if ok else 1
+            gavg[i] = ga if ok else gavg[i]
+            p[i] = pn if ok else p[i]
+            bad += 0 if ok else 1
+    elif centered:
+        for i in range(p.shape[0]):
+            d = g[i] * scale + wd * p[i] if use_wd else g[i] * scale
+            pn, s, b, ga = _rmsprop_element(p[i], d, sq[i], zero, gavg[i], lr_, al, w, eps_,
+                                            mu, True, False)
+            ok = _finite(pn, big_) & _finite(s, big_) & _finite(ga, big_)
+            sq[i] = s if ok else sq[i]
+            gavg[i] = ga if ok else gavg[i]
+            p[i] = pn if ok else p[i]
+            bad += 0 if ok else 1
+    elif use_mu:
+        for i in range(p.shape[0]):
+            d = g[i] * scale + wd * p[i] if use_wd else g[i] * scale
+            pn, s, b, ga = _rmsprop_element(p[i], d, sq[i], buf[i], zero, lr_, al, w, eps_,
+                                            mu, False, True)
+            ok = _finite(pn, big_) & _finite(s, big_) & _finite(b, big_)
+            sq[i] = s if ok else sq[i]
+            buf[i] = b if ok else buf[i]
+            p[i] = pn if ok else p[i]
+            bad += 0 if ok else 1
+    else:
+        for i in range(p.shape[0]):
+            d = g[i] * scale + wd * p[i] if use_wd else g[i] * scale
+            pn, s, b, ga = _rmsprop_element(p[i], d, sq[i], zero, zero, lr_, al, w, eps_,
+                                            mu, False, False)
+            ok = _finite(pn, big_) & _finite(s, big_)
+            sq[i] = s if ok else sq[i]
+            p[i] = pn if ok else p[i]
+            bad += 0 if ok else 1
     return bad
 
 
 @jit
-def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay, grad_scale, big):
+def _adadelta_chunk(p, g, sq, acc_delta, lr, rho, eps, weight_decay, grad_scale, big):
     T = p.dtype.type
     big_ = T(big)
     lr_, r, w, eps_, wd, scale = T(lr), T(rho), T(1 - rho), T(eps), T(weight_decay), T(grad_scale)
     use_wd = weight_decay != 0
     bad = 0
-    for i in range(start, stop):
+    for i in range(p.shape[0]):
         d = g[i] * scale
         if use_wd:
             d = d + wd * p[i]
@@ -198,7 +260,7 @@ def _adadelta_chunk(p, g, sq, acc_delta, start, stop, lr, rho, eps, weight_decay
 
 
 @jit
-def _yogi_chunk(p, g, m, v, start, stop, lr, beta1, beta2, eps, weight_decay, grad_scale, big):
+def _yogi_chunk(p, g, m, v, lr, beta1, beta2, eps, weight_decay, grad_scale, big):
     T = p.dtype.type
     big_ = T(big)
     lr_, b1, w1, w2 = T(lr), T(beta1), T(1 - beta1), T(1 - beta2)
@@ -206,7 +268,7 @@ def _yogi_chunk(p, g, m, v, start, stop, lr, beta1, beta2, eps, weight_decay, gr
     one, zero = T(1), T(0)
     use_wd = weight_decay != 0
     bad = 0
-    for i in range(start, stop):
+    for i in range(p.shape[0]):
         d = g[i] * scale
         if use_wd:
             d = d + wd * p[i]
@@ -234,29 +296,37 @@ def update_span(code, p, g, s0, s1, s2, start, stop, hp, lr, step, grad_scale, s
     lr sqrt(1 - beta2^t) / (1 - beta1^t).  ``big`` is the dtype's largest finite value
     (see _finite).  Returns the number of elements whose update was refused because
     it was not finite (they keep their old values)."""
+    # The chunk kernels index their slices from 0, so that numba can prove every index
+    # non-negative and drop its wraparound select: only then do the loops vectorise
+    # (with ``range(start, stop)`` they ran scalar, 5-8x slower).
+    p = p[start:stop]
+    g = g[start:stop]
+    s0 = s0[start:stop]
+    s1 = s1[start:stop]
+    s2 = s2[start:stop]
     if code == SGD:
-        return _sgd_chunk(p, g, s0, start, stop, lr, hp[SGD_MOMENTUM], hp[SGD_DAMPENING],
+        return _sgd_chunk(p, g, s0, lr, hp[SGD_MOMENTUM], hp[SGD_DAMPENING],
                    hp[SGD_NESTEROV] != 0, hp[SGD_WEIGHT_DECAY], step == 1, grad_scale, big)
     elif code == ADAM:
         beta1 = hp[ADAM_BETA1]
         beta2 = hp[ADAM_BETA2]
         bc2_sqrt = math.sqrt(1 - beta2 ** step)
         eps = hp[ADAM_EPS] / bc2_sqrt if sparse_adam else hp[ADAM_EPS]
-        return _adam_chunk(p, g, s0, s1, s2, start, stop, lr, beta1, beta2, eps,
+        return _adam_chunk(p, g, s0, s1, s2, lr, beta1, beta2, eps,
                     hp[ADAM_WEIGHT_DECAY], hp[ADAM_AMSGRAD] != 0, hp[ADAM_DECOUPLED] != 0,
                     lr / (1 - beta1 ** step), bc2_sqrt, grad_scale, big)
     elif code == ADAGRAD:
-        return _adagrad_chunk(p, g, s0, start, stop, lr / (1 + (step - 1) * hp[ADAGRAD_LR_DECAY]),
+        return _adagrad_chunk(p, g, s0, lr / (1 + (step - 1) * hp[ADAGRAD_LR_DECAY]),
                        hp[ADAGRAD_EPS], hp[ADAGRAD_WEIGHT_DECAY], grad_scale, big)
     elif code == RMSPROP:
-        return _rmsprop_chunk(p, g, s0, s1, s2, start, stop, lr, hp[RMSPROP_ALPHA], hp[RMSPROP_EPS],
+        return _rmsprop_chunk(p, g, s0, s1, s2, lr, hp[RMSPROP_ALPHA], hp[RMSPROP_EPS],
                        hp[RMSPROP_WEIGHT_DECAY], hp[RMSPROP_MOMENTUM], hp[RMSPROP_CENTERED] != 0,
                        grad_scale, big)
     elif code == ADADELTA:
-        return _adadelta_chunk(p, g, s0, s1, start, stop, lr, hp[ADADELTA_RHO], hp[ADADELTA_EPS],
+        return _adadelta_chunk(p, g, s0, s1, lr, hp[ADADELTA_RHO], hp[ADADELTA_EPS],
                         hp[ADADELTA_WEIGHT_DECAY], grad_scale, big)
     elif code == YOGI:
-        return _yogi_chunk(p, g, s0, s1, start, stop, lr, hp[YOGI_BETA1], hp[YOGI_BETA2], hp[YOGI_EPS],
+        return _yogi_chunk(p, g, s0, s1, lr, hp[YOGI_BETA1], hp[YOGI_BETA2], hp[YOGI_EPS],
                     hp[YOGI_WEIGHT_DECAY], grad_scale, big)
     return 0
 
