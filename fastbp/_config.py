@@ -33,7 +33,7 @@ jit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
 jit_inline = numba.njit(inline="never", **JIT_OPTIONS)
 
 #: Multiply-adds (batch * n_in * n_out) below which a product is done by the
-#: hand-written loops instead of BLAS (``np.dot`` inside ``@njit``): below it
+#: hand-written loops instead of BLAS (:mod:`fastbp.kernels.blas`): below it
 #: the BLAS call and its packing cost more than the arithmetic.
 SMALL_GEMM_WORK = 1 << 16
 
@@ -49,10 +49,11 @@ SMALL_PARALLEL_WORK = 1 << 17
 ROW_CHUNK = 16
 K_BLOCK = 16
 
-#: BLAS products are split into this many row blocks (fixed, so that results do
-#: not depend on the thread count), each of at least MIN_BLOCK_ROWS rows.
-ROW_BLOCKS = 2
-MIN_BLOCK_ROWS = 128
+#: A BLAS product is split along the longer side of its output into up to
+#: GEMM_BLOCKS blocks (fixed, so that results do not depend on the thread count),
+#: each of at least MIN_BLOCK rows or columns (see fastbp.kernels.gemm).
+GEMM_BLOCKS = 2
+MIN_BLOCK = 64
 
 #: Element count below which elementwise work runs serially: a ``prange``
 #: region costs a few microseconds to start.

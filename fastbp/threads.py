@@ -3,7 +3,7 @@
 fastbp's parallel loops run on numba's worker threads.  BLAS products are split
 by fastbp itself into blocks fixed by the shapes (see fastbp.kernels.gemm) and
 run on those same threads, each block calling SciPy's BLAS (the BLAS behind
-``np.dot`` inside ``@njit``) on one thread.  So numba threads x BLAS threads
+numba's ``np.dot``, see fastbp.kernels.blas) on one thread.  So numba threads x BLAS threads
 never exceeds the thread count, and results do not depend on it.  Compiling a
 model pins SciPy's OpenBLAS to one thread for the process; NumPy's own BLAS is
 left alone.
@@ -20,7 +20,7 @@ _blas_controller = None
 
 
 def _load_blas():
-    # numba's np.dot calls SciPy's BLAS; import it so threadpoolctl can see it.
+    # fastbp's products call SciPy's BLAS; import it so threadpoolctl can see it.
     import scipy.linalg.cython_blas  # noqa: F401
 
 

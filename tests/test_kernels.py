@@ -166,6 +166,77 @@ def test_dense_forward_is_deterministic_and_parallel_equals_serial(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_on_strided_and_transposed_views(dtype):
+    """blas.gemm reads row slices, column slices and transposes in place, honours beta,
+    and leaves everything outside the output view alone."""
+    from fastbp.kernels import blas
+    rng = rng_for("gemm", np.dtype(dtype).name)
+    X = rng.standard_normal((20, 30)).astype(dtype)
+    W = rng.standard_normal((30, 40)).astype(dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    cases = [
+        (X, W, np.s_[:, :]),                          # contiguous
+        (X[:, 3:13], W[3:13, 5:25], np.s_[:, 5:25]),  # column blocks
+        (X[4:9], W, np.s_[4:9, :]),                   # row block
+        (X[:1, :1], W[:1, :1], np.s_[:1, :1]),        # 1 x 1
+        (X[:, 7:8], W[7:8, :], np.s_[:, :]),          # inner dimension 1
+    ]
+    for A, B, where in cases:
+        C = np.full((20, 40), 7.0, dtype=dtype)
+        blas.gemm(A, B, C[where], 0.0)
+        expect = np.full((20, 40), 7.0, dtype=dtype)
+        expect[where] = A.astype(np.float64) @ B
+        np.testing.assert_allclose(C, expect, rtol=tol, atol=tol * 10)
+    G = rng.standard_normal((20, 40)).astype(dtype)
+    dW = np.ones((30, 40), dtype=dtype)
+    blas.gemm(X[:, 10:20].T, G, dW[10:20], 1.0)       # x^T g on a column slice of x, beta 1
+    expect = np.ones((30, 40))
+    expect[10:20] += X[:, 10:20].T.astype(np.float64) @ G
+    np.testing.assert_allclose(dW, expect, rtol=tol, atol=tol * 10)
+    gin = np.zeros((20, 30), dtype=dtype)
+    blas.gemm(G, W.T, gin, 0.0)                        # g W^T
+    np.testing.assert_allclose(gin, G.astype(np.float64) @ W.T, rtol=tol, atol=tol * 10)
+    with pytest.raises(ValueError, match="contiguous"):
+        blas.gemm(X[::2, ::2], W[:15, :], np.zeros((10, 40), dtype=dtype), 0.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(128, 784, 512), (1024, 300, 256), (64, 250, 200),
+                                   (64, 200, 250), (130, 129, 131), (5, 300, 700)],
+                         ids=shape_id)
+def test_matmul_blocks_parallel_equals_serial_bitwise(shape, dtype):
+    """The three products of a dense layer, split into blocks fixed by the shapes, give
+    the same bits with and without a parallel region, and the right numbers."""
+    from fastbp.kernels import gemm
+    m, k, n = shape
+    rng = rng_for("matmul", shape, np.dtype(dtype).name)
+    x = rng.standard_normal((m, k)).astype(dtype)
+    W = rng.standard_normal((k, n)).astype(dtype)
+    g = rng.standard_normal((m, n)).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for A, B, expect in [(x, W, x.astype(np.float64) @ W), (x.T, g, x.T.astype(np.float64) @ g),
+                         (g, W.T, g.astype(np.float64) @ W.T)]:
+        outs = []
+        for parallel in (False, True):
+            out = np.full(expect.shape, np.nan, dtype=dtype)
+            gemm.matmul(A, B, out, parallel)
+            outs.append(out)
+        np.testing.assert_array_equal(outs[0], outs[1])
+        scale = np.sqrt(A.shape[1])
+        np.testing.assert_allclose(outs[0], expect, rtol=tol * scale, atol=tol * scale)
+
+
+def test_block_size_is_fixed_by_the_shape():
+    from fastbp.kernels import gemm
+    assert gemm.block_size(_config.MIN_BLOCK * _config.GEMM_BLOCKS - 1) == \
+        _config.MIN_BLOCK * _config.GEMM_BLOCKS - 1
+    for length in (128, 200, 257, 784, 1024):
+        size = gemm.block_size(length)
+        assert size % 16 == 0 and size >= _config.MIN_BLOCK
+        assert (length + size - 1) // size <= _config.GEMM_BLOCKS
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_other_kernels_parallel_equals_serial_bitwise(dtype):
     """Row-parallel kernels give the same bits with and without a parallel region."""
     rng = rng_for("bitwise-other", np.dtype(dtype).name)

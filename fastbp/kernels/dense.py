@@ -10,9 +10,9 @@ Shapes: x (batch, n_in), W (n_in, n_out), b (n_out,), a and g (batch, n_out).
 Three ways to multiply, chosen by shape (measured in benchmarks/bench_kernels):
 
 * large products (``batch * n_in * n_out >= SMALL_GEMM_WORK``) go to BLAS
-  through ``np.dot`` with an ``out`` argument, in blocks fixed by the shapes
-  (:mod:`fastbp.kernels.gemm`), so nothing is allocated and the numbers do not
-  depend on the thread count;
+  in blocks of the output fixed by the shapes (:mod:`fastbp.kernels.gemm`), so
+  nothing is copied or allocated and the numbers do not depend on the thread
+  count;
 * small, wide products (n_out >= NARROW) run as "axpy" loops: two output rows
   are built together as sums of rows of W, four rows of W per pass, so the
   inner loop runs over contiguous memory, LLVM vectorises it, and each row of
@@ -34,7 +34,7 @@ from numba import prange
 from .._config import (K_BLOCK, NARROW, ROW_CHUNK, SMALL_GEMM_WORK, SMALL_NARROW_WORK,
                        SMALL_PARALLEL_WORK, jit, jit_parallel)
 from .elementwise import activate_row, bias_activate, column_sums, scale_by_derivative
-from .gemm import matmul_rows, matmul_tn
+from .gemm import matmul
 
 
 @jit
@@ -262,7 +262,7 @@ def dense_forward(x, W, b, out, act, slope, scratch, parallel):
         else:
             _forward_pairs(x, W, b, out, act, slope, 0, pairs)
     else:
-        matmul_rows(x, W, out, parallel)
+        matmul(x, W, out, parallel)
         bias_activate(out, b, act, slope, parallel)
 
 
@@ -300,6 +300,6 @@ def dense_backward(x, a, W, g, dW, db, g_in, act, slope, need_input_grad, scratc
             else:
                 _input_grad_dot_rows(g, W, g_in, 0, m)
     else:
-        matmul_tn(x, g, dW, scratch, parallel)
+        matmul(x.T, g, dW, parallel)
         if need_input_grad:
-            matmul_rows(g, W.T, g_in, parallel)
+            matmul(g, W.T, g_in, parallel)

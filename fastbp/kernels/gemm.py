@@ -2,96 +2,66 @@
 
 OpenBLAS gives different last bits for the same product at different thread
 counts (its edge kernels run on different rows when the work is split
-differently).  fastbp therefore runs SciPy's BLAS (the one ``np.dot`` inside
-``@njit`` calls) on one thread and splits each product itself, into blocks that
-depend only on the shapes; the blocks run in parallel, so the numbers are the
-same for any number of threads.
+differently).  fastbp therefore runs SciPy's BLAS on one thread and splits each
+product itself into blocks of the output that depend only on the shapes; the
+blocks run in parallel, so the numbers are the same for any number of threads.
 
-* ``x W`` and ``g W^T`` are split by rows of the output (up to ``ROW_BLOCKS``
-  blocks, each a multiple of 16 rows, none below ``MIN_BLOCK_ROWS``).
-* ``x^T g`` (a weight gradient) sums over the batch, so it is split into two
-  halves of the batch whose products are added in a fixed order: dW = x_1^T g_1
-  + x_2^T g_2, the second half going through a workspace.
+The output ``out (m, n)`` is cut along its longer side into up to
+``GEMM_BLOCKS`` blocks of at least ``MIN_BLOCK`` rows or columns (multiples of
+16).  Every block is a whole product over the inner dimension, so no partial
+sums are added afterwards:
+
+* forward      out = x W        rows of x, or columns of W;
+* input grad   g_in = g W^T     rows of g, or rows of W;
+* weight grad  dW = x^T g       columns of x, or columns of g.
+
+The blocks are strided views handed to BLAS with their leading dimensions
+(:mod:`fastbp.kernels.blas`), so nothing is copied or allocated.
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import prange
 
-from .._config import MIN_BLOCK_ROWS, ROW_BLOCKS, jit, jit_parallel
+from .._config import GEMM_BLOCKS, MIN_BLOCK, jit, jit_parallel
+from .blas import gemm
 
 
 @jit
-def block_rows(m):
-    """Rows per block for an m-row product: up to ROW_BLOCKS blocks of at least
-    MIN_BLOCK_ROWS rows, each a multiple of 16 rows (m itself when too small)."""
-    blocks = min(ROW_BLOCKS, m // MIN_BLOCK_ROWS)
+def block_size(length):
+    """Rows (or columns) per block when a side of ``length`` is split: up to
+    GEMM_BLOCKS blocks of at least MIN_BLOCK, each a multiple of 16 (``length``
+    itself when too short to split)."""
+    blocks = min(GEMM_BLOCKS, length // MIN_BLOCK)
     if blocks <= 1:
-        return m
-    rows = (m + blocks - 1) // blocks
-    return (rows + 15) // 16 * 16
+        return length
+    size = (length + blocks - 1) // blocks
+    return (size + 15) // 16 * 16
+
+
+@jit
+def _block(A, B, out, by_rows, size, b):
+    # Block b of out <- A B: rows (or columns) b*size up to (b+1)*size.
+    if by_rows:
+        i0 = b * size
+        i1 = min(out.shape[0], i0 + size)
+        gemm(A[i0:i1], B, out[i0:i1], 0.0)
+    else:
+        j0 = b * size
+        j1 = min(out.shape[1], j0 + size)
+        gemm(A, B[:, j0:j1], out[:, j0:j1], 0.0)
 
 
 @jit_parallel
-def matmul_rows(A, B, out, parallel):
-    """out <- A B by fixed row blocks.  A : (m, k); B : (k, n) (C or F order); out : (m, n)."""
-    m = A.shape[0]
-    rows = block_rows(m)
-    nb = (m + rows - 1) // rows
+def matmul(A, B, out, parallel):
+    """out <- A B in fixed blocks.  A : (m, k); B : (k, n); out : (m, n), C order.
+    A and B may be transposed views (``x.T``, ``W.T``)."""
+    m, n = out.shape
+    by_rows = m >= n
+    size = block_size(m if by_rows else n)
+    nb = ((m if by_rows else n) + size - 1) // max(size, 1)
     if parallel and nb > 1:
         for b in prange(nb):
-            i0 = b * rows
-            i1 = min(m, i0 + rows)
-            np.dot(A[i0:i1], B, out[i0:i1])
+            _block(A, B, out, by_rows, size, b)
     else:
         for b in range(nb):
-            i0 = b * rows
-            i1 = min(m, i0 + rows)
-            np.dot(A[i0:i1], B, out[i0:i1])
-
-
-@jit
-def _half(m):
-    if m < 2 * MIN_BLOCK_ROWS:
-        return m
-    return (m // 2 + 15) // 16 * 16
-
-
-@jit
-def _half_product(x, g, out, second, h, b):
-    # b = 0: out <- x[:h]^T g[:h];  b = 1: second <- x[h:]^T g[h:]
-    if b == 0:
-        np.dot(x[:h].T, g[:h], out)
-    else:
-        np.dot(x[h:].T, g[h:], second)
-
-
-@jit
-def _add_row(row, add):
-    for j in range(row.shape[0]):
-        row[j] += add[j]
-
-
-@jit_parallel
-def matmul_tn(x, g, out, work, parallel):
-    """out <- x^T g, the batch split in two fixed halves.
-
-    x : (m, k); g : (m, n); out : (k, n); work : (>= k n,) workspace.
-    """
-    m = x.shape[0]
-    h = _half(m)
-    if h == m:
-        np.dot(x.T, g, out)
-        return
-    k, n = out.shape
-    second = work[:k * n].reshape((k, n))
-    if parallel:
-        for b in prange(2):
-            _half_product(x, g, out, second, h, b)
-        for i in prange(k):
-            _add_row(out[i], second[i])
-    else:
-        for b in range(2):
-            _half_product(x, g, out, second, h, b)
-        for i in range(k):
-            _add_row(out[i], second[i])
+            _block(A, B, out, by_rows, size, b)
