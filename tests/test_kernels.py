@@ -165,6 +165,23 @@ def test_dense_forward_is_deterministic_and_parallel_equals_serial(dtype):
         np.testing.assert_array_equal(outs[1], outs[2], err_msg=str(shape))
 
 
+def test_float32_tanh_is_within_6_ulp_and_keeps_nan():
+    """activate_row's float32 tanh (the vectorised rational approximation) against
+    float64 tanh on a dense grid, tiny values and the non-finite ones."""
+    from fastbp.kernels import elementwise
+    x = np.concatenate([np.linspace(-12, 12, 400_001), 10.0 ** np.linspace(-30, 1, 2001),
+                        -(10.0 ** np.linspace(-30, 1, 2001)), [0.0, -0.0]]).astype(np.float32)
+    a = x.copy()
+    elementwise.activate_row(a, kact.TANH, 0.0)
+    exact = np.tanh(x.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert (np.abs(a - exact) / ulp).max() <= 6
+    assert np.all(np.abs(a) <= 1) and np.all(np.sign(a) == np.sign(x))
+    odd = np.array([np.nan, np.inf, -np.inf], dtype=np.float32)
+    elementwise.activate_row(odd, kact.TANH, 0.0)
+    assert np.isnan(odd[0]) and odd[1] > 0.9999997 and odd[2] < -0.9999997
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gemm_on_strided_and_transposed_views(dtype):
     """blas.gemm reads row slices, column slices and transposes in place, honours beta,

@@ -14,10 +14,16 @@ LEAKY_RELU  z if z > 0 else slope * z         1 if a > 0 else slope  (slope >= 0
 SIGMOID     1 / (1 + exp(-z))                 a (1 - a)
 TANH        tanh(z)                           1 - a^2
 =========== ================================= ===================================
+
+float32 tanh uses :func:`tanh32`, a rational approximation that LLVM can
+vectorise (``math.tanh`` is a scalar libm call: 210 of the 430 us of a window
+model step went to it); float64 keeps ``math.tanh``.
 """
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 from .._config import jit
 
@@ -39,6 +45,40 @@ def sigmoid(z):
         return 1.0 / (1.0 + math.exp(-z))
     e = math.exp(z)
     return e / (1.0 + e)
+
+
+# tanh(x) ~ x P(x^2) / Q(x^2) on [-TANH_CLAMP, TANH_CLAMP], where float32 tanh is
+# already +-1 beyond; the minimax coefficients of Eigen's float tanh.  Measured
+# against float64 tanh on 2.1M points in [-12, 12] and down to 1e-30: at most 5.7
+# float32 ulp (3.4e-7 absolute).
+TANH_CLAMP = 7.90531110763549805
+TANH_P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05,
+          5.12229709037114e-08, -8.60467152213735e-11, 2.00018790482477e-13,
+          -2.76076847742355e-16)
+TANH_Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04,
+          1.19825839466702e-06)
+
+
+@jit
+def tanh32(x):
+    """tanh of a float32, branch-free (a clamp and two Horner polynomials).
+    NaN stays NaN: both clamp comparisons are False for it."""
+    c = np.float32(TANH_CLAMP)
+    x = c if x > c else x
+    x = -c if x < -c else x
+    x2 = x * x
+    p = np.float32(TANH_P[6])
+    p = p * x2 + np.float32(TANH_P[5])
+    p = p * x2 + np.float32(TANH_P[4])
+    p = p * x2 + np.float32(TANH_P[3])
+    p = p * x2 + np.float32(TANH_P[2])
+    p = p * x2 + np.float32(TANH_P[1])
+    p = p * x2 + np.float32(TANH_P[0])
+    q = np.float32(TANH_Q[3])
+    q = q * x2 + np.float32(TANH_Q[2])
+    q = q * x2 + np.float32(TANH_Q[1])
+    q = q * x2 + np.float32(TANH_Q[0])
+    return x * p / q
 
 
 @jit

@@ -11,7 +11,7 @@ import numpy as np
 from numba import prange
 
 from .._config import PARALLEL_MIN_WORK, jit, jit_parallel
-from .activations import IDENTITY, LEAKY_RELU, RELU, SIGMOID, TANH, sigmoid
+from .activations import IDENTITY, LEAKY_RELU, RELU, SIGMOID, TANH, sigmoid, tanh32
 
 
 @jit
@@ -31,8 +31,12 @@ def activate_row(row, act, slope):
         for j in range(n):
             row[j] = sigmoid(row[j])
     elif act == TANH:
-        for j in range(n):
-            row[j] = math.tanh(row[j])
+        if row.itemsize == 4:
+            for j in range(n):
+                row[j] = tanh32(row[j])
+        else:
+            for j in range(n):
+                row[j] = math.tanh(row[j])
 
 
 @jit
