@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import engine as _engine
+from .kernels.dense import dense_scratch_size
 from .layers.embedding import WindowEmbedding
 from .threads import parallel_enabled
 
@@ -30,7 +31,7 @@ class Plan:
         self.start = start
         self.dtype = model.dtype
         self.table, self.ftable = self._tables(model, start)
-        sizes = [l.n_in * l.n_out for l in layers if l.kind == _engine.DENSE]
+        sizes = [dense_scratch_size(l.n_in, l.n_out) for l in layers if l.kind == _engine.DENSE]
         self.scratch = np.empty(max(sizes + [1]), dtype=self.dtype)
         self.widths = model.widths[start:]
         self.input_width = model.widths[0] if self.window is not None else model.n_in

@@ -21,7 +21,8 @@ Three ways to multiply, chosen by shape (measured in benchmarks/bench_kernels):
   layer) would leave those inner loops too short, so the forward product and
   the input gradient work on a transposed copy of W kept in ``scratch``;
 * the weight gradient of a small product is a sum of outer products, four
-  samples per pass, which keeps each row of dW in L1.
+  samples per pass, which keeps each row of dW in L1; for a narrow layer it is
+  built transposed (n_out rows of sums of x's rows) and copied into place.
 
 Every sum is taken in a fixed order, so results do not depend on threads.
 """
@@ -226,6 +227,24 @@ def _input_grad_dot_rows(g, W, g_in, i0, i1):
 
 
 @jit
+def _weight_grad_narrow(x, g, dW, scratch):
+    # dW^T = g^T x, row j a sum of x's rows weighted by column j of g (contiguous
+    # inner loops over n_in, where dW's own rows are only n_out < NARROW long),
+    # built in the second half of scratch and transposed into dW.
+    n_in, n_out = dW.shape
+    dWt = scratch[n_in * n_out:2 * n_in * n_out].reshape((n_out, n_in))
+    for j in range(n_out):
+        combine_rows(g[:, j], x, dWt[j], False)
+    transpose_into(dWt, dW)
+
+
+def dense_scratch_size(n_in, n_out):
+    """Elements of ``scratch`` the dense kernels may use for an (n_in, n_out) layer:
+    W^T and dW^T of a narrow layer; the BLAS path needs none."""
+    return 2 * n_in * n_out if n_out < NARROW else 1
+
+
+@jit
 def _narrow(n_out, work):
     return n_out < NARROW and work < SMALL_NARROW_WORK
 
@@ -236,7 +255,7 @@ def dense_forward(x, W, b, out, act, slope, scratch, parallel):
 
     x : float (batch, n_in); W : float (n_in, n_out); b : float (n_out,);
     out : float (batch, n_out), written; act : activation code; slope : leaky-ReLU
-    slope; scratch : float (>= n_in * n_out,) workspace.
+    slope; scratch : float (>= dense_scratch_size(n_in, n_out),) workspace.
     """
     m = x.shape[0]
     n_in, n_out = W.shape
@@ -273,7 +292,8 @@ def dense_backward(x, a, W, g, dW, db, g_in, act, slope, need_input_grad, scratc
     x : (batch, n_in) input; a : (batch, n_out) stored output; W : (n_in, n_out);
     g : (batch, n_out) upstream gradient dL/da, overwritten with delta = dL/dz;
     dW : (n_in, n_out) and db : (n_out,), written; g_in : (batch, n_in), written
-    with dL/dx when need_input_grad; scratch : float (>= n_in n_out,) workspace.
+    with dL/dx when need_input_grad; scratch : float (>= dense_scratch_size(n_in,
+    n_out),) workspace.
     """
     m = x.shape[0]
     n_in, n_out = W.shape
@@ -283,7 +303,10 @@ def dense_backward(x, a, W, g, dW, db, g_in, act, slope, need_input_grad, scratc
     split = parallel and work >= SMALL_PARALLEL_WORK
     nb = (m + ROW_CHUNK - 1) // ROW_CHUNK
     if _narrow(n_out, work) or work < SMALL_GEMM_WORK:
-        outer_sum(x, g, dW, split)
+        if _narrow(n_out, work):
+            _weight_grad_narrow(x, g, dW, scratch)
+        else:
+            outer_sum(x, g, dW, split)
         if need_input_grad:
             if _narrow(n_out, work):
                 Wt = scratch[:n_in * n_out].reshape((n_out, n_in))

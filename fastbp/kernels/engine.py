@@ -40,7 +40,7 @@ from .dense import dense_backward, dense_forward
 from .dropout import dropout_apply
 from .embedding import gather_windows, rows_squared_norm, window_row_gradients
 from .losses import SOFTMAX_CROSS_ENTROPY, loss_and_grad, loss_sum_and_correct
-from .optim import apply_sparse_update, apply_update, clip_scale, squared_norm
+from .optim import apply_sparse_update, apply_update, clip_scale, count_nonfinite, squared_norm
 from .random import combine_key
 
 DENSE = 0
@@ -150,12 +150,21 @@ def train_step(table, ftable, params, grads, x, ids, yf, yi, acts, gbuf, scratch
     fine_tune = window and emb_cfg[2] != 0
     gx = backward(table, ftable, params, grads, xin, acts, gbuf, scratch, seed, drop_step,
                   training, fine_tune, parallel)
-    sq = squared_norm(grads, parallel)
     n_rows = 0
     if fine_tune:
         n_rows = window_row_gradients(ids, gx, E.shape[1], emb_cfg[1], emb_rows, emb_grad)
-        sq += rows_squared_norm(emb_grad, n_rows)
-    if not math.isfinite(sq):
+    if clip_norm > 0:
+        # Clipping needs the global norm, which also tells whether all are finite.
+        sq = squared_norm(grads, parallel)
+        if fine_tune:
+            sq += rows_squared_norm(emb_grad, n_rows)
+        finite = math.isfinite(sq)
+    else:
+        sq = 0.0
+        finite = count_nonfinite(grads) == 0
+        if fine_tune:
+            finite = finite and count_nonfinite(emb_grad[:n_rows].ravel()) == 0
+    if not finite:
         return loss, 2, n_rows
     if training:
         rng_step[0] += 1

@@ -287,11 +287,20 @@ def _yogi_chunk(p, g, m, v, lr, beta1, beta2, eps, weight_decay, grad_scale, big
 
 
 @jit
-def update_span(code, p, g, s0, s1, s2, start, stop, hp, lr, step, grad_scale, sparse_adam,
+def bias_corrections(code, hp, step):
+    """Adam's (1 - beta1^t, 1 - beta2^t) for update ``step`` (1, 1 for the others),
+    computed once per step rather than once per chunk or row."""
+    if code == ADAM:
+        return 1 - hp[ADAM_BETA1] ** step, 1 - hp[ADAM_BETA2] ** step
+    return 1.0, 1.0
+
+
+@jit
+def update_span(code, p, g, s0, s1, s2, start, stop, hp, lr, step, bc, grad_scale, sparse_adam,
                 big):
     """One optimizer step on p[start:stop] (and the same span of g and of the state
     vectors s0, s1, s2; unused ones may be any array).  ``step`` is the 1-based count
-    of this update.  With ``sparse_adam`` Adam puts eps outside the bias correction,
+    of this update and ``bc`` its bias_corrections.  With ``sparse_adam`` Adam puts eps outside the bias correction,
     as torch.optim.SparseAdam does: denominator sqrt(v) + eps, step size
     lr sqrt(1 - beta2^t) / (1 - beta1^t).  ``big`` is the dtype's largest finite value
     (see _finite).  Returns the number of elements whose update was refused because
@@ -308,13 +317,11 @@ def update_span(code, p, g, s0, s1, s2, start, stop, hp, lr, step, grad_scale, s
         return _sgd_chunk(p, g, s0, lr, hp[SGD_MOMENTUM], hp[SGD_DAMPENING],
                    hp[SGD_NESTEROV] != 0, hp[SGD_WEIGHT_DECAY], step == 1, grad_scale, big)
     elif code == ADAM:
-        beta1 = hp[ADAM_BETA1]
-        beta2 = hp[ADAM_BETA2]
-        bc2_sqrt = math.sqrt(1 - beta2 ** step)
+        bc2_sqrt = math.sqrt(bc[1])
         eps = hp[ADAM_EPS] / bc2_sqrt if sparse_adam else hp[ADAM_EPS]
-        return _adam_chunk(p, g, s0, s1, s2, lr, beta1, beta2, eps,
+        return _adam_chunk(p, g, s0, s1, s2, lr, hp[ADAM_BETA1], hp[ADAM_BETA2], eps,
                     hp[ADAM_WEIGHT_DECAY], hp[ADAM_AMSGRAD] != 0, hp[ADAM_DECOUPLED] != 0,
-                    lr / (1 - beta1 ** step), bc2_sqrt, grad_scale, big)
+                    lr / bc[0], bc2_sqrt, grad_scale, big)
     elif code == ADAGRAD:
         return _adagrad_chunk(p, g, s0, lr / (1 + (step - 1) * hp[ADAGRAD_LR_DECAY]),
                        hp[ADAGRAD_EPS], hp[ADAGRAD_WEIGHT_DECAY], grad_scale, big)
@@ -353,19 +360,20 @@ def apply_update(code, p, g, state, hp, lr, step, grad_scale, parallel):
     s1 = _state_row(state, 1)
     s2 = _state_row(state, 2)
     nchunks = (n + REDUCE_CHUNK - 1) // REDUCE_CHUNK
+    bc = bias_corrections(code, hp, step)
     bad = 0
     if parallel and n >= PARALLEL_UPDATE_MIN:
         counts = np.zeros(nchunks, dtype=np.int64)
         for c in prange(nchunks):
             counts[c] = update_span(code, p, g, s0, s1, s2, c * REDUCE_CHUNK,
-                                    min(n, (c + 1) * REDUCE_CHUNK), hp, lr, step, grad_scale,
+                                    min(n, (c + 1) * REDUCE_CHUNK), hp, lr, step, bc, grad_scale,
                                     False, big)
         for c in range(nchunks):
             bad += counts[c]
     else:
         for c in range(nchunks):
             bad += update_span(code, p, g, s0, s1, s2, c * REDUCE_CHUNK,
-                               min(n, (c + 1) * REDUCE_CHUNK), hp, lr, step, grad_scale, False,
+                               min(n, (c + 1) * REDUCE_CHUNK), hp, lr, step, bc, grad_scale, False,
                                big)
     return bad
 
@@ -382,13 +390,14 @@ def apply_sparse_update(code, E, G, rows, n_rows, state, hp, lr, step, grad_scal
     d = E.shape[1]
     k = state.shape[0]
     big = np.finfo(E.dtype).max
+    bc = bias_corrections(code, hp, step)
     bad = 0
     if parallel and n_rows * d >= PARALLEL_MIN_WORK:
         counts = np.zeros(n_rows, dtype=np.int64)
         for u in prange(n_rows):
             r = rows[u]
             counts[u] = update_span(code, E[r], G[u], state[0, r], state[min(1, k - 1), r],
-                                    state[min(2, k - 1), r], 0, d, hp, lr, step, grad_scale,
+                                    state[min(2, k - 1), r], 0, d, hp, lr, step, bc, grad_scale,
                                     True, big)
         for u in range(n_rows):
             bad += counts[u]
@@ -396,7 +405,7 @@ def apply_sparse_update(code, E, G, rows, n_rows, state, hp, lr, step, grad_scal
         for u in range(n_rows):
             r = rows[u]
             bad += update_span(code, E[r], G[u], state[0, r], state[min(1, k - 1), r],
-                               state[min(2, k - 1), r], 0, d, hp, lr, step, grad_scale, True,
+                               state[min(2, k - 1), r], 0, d, hp, lr, step, bc, grad_scale, True,
                                big)
     return bad
 
@@ -453,6 +462,19 @@ def _serial_squares(g, nchunks):
     for c in range(nchunks):
         total += _chunk_squares(g, c * REDUCE_CHUNK, min(n, (c + 1) * REDUCE_CHUNK))
     return total
+
+
+@jit
+def count_nonfinite(g):
+    """How many elements of the 1-D array g are NaN or infinite.  An integer count is
+    exact in any order, so this vectorises under fastmath and still gives the same
+    answer everywhere; the training step uses it instead of the squared norm when
+    there is no clipping."""
+    big = g.dtype.type(np.finfo(g.dtype).max)
+    bad = 0
+    for i in range(g.shape[0]):
+        bad += 0 if _finite(g[i], big) else 1
+    return bad
 
 
 @jit

@@ -6,7 +6,7 @@ import numpy as np
 from .. import init as _init
 from .._validation import check_float, check_int
 from ..kernels import activations as _act
-from ..kernels.dense import dense_backward, dense_forward
+from ..kernels.dense import dense_backward, dense_forward, dense_scratch_size
 from ..kernels.engine import DENSE
 from ..threads import parallel_enabled
 from .base import Layer
@@ -93,7 +93,7 @@ class Dense(Layer):
         return self.grads["b"]
 
     def _scratch(self, dtype):
-        return self._buffer("scratch", (self.n_in * self.n_out,), dtype)
+        return self._buffer("scratch", (dense_scratch_size(self.n_in, self.n_out),), dtype)
 
     def forward(self, x, training):
         out = self._buffer("a", (x.shape[0], self.n_out), x.dtype)
