@@ -59,11 +59,11 @@ MIN_BLOCK = 64
 #: region costs a few microseconds to start.
 PARALLEL_MIN_WORK = 1 << 15
 
-#: Parameter count below which optimizer updates run serially: a parallel region
-#: that wakes the worker threads costs more than a memory pass over a few hundred
-#: thousand parameters (measured: 535k params, SGD momentum, 0.1 ms serial against
-#: 0.7 ms in parallel on the 2-core development machine).
-PARALLEL_UPDATE_MIN = 1 << 21
+#: Parameter count below which optimizer updates run serially (a parallel region
+#: costs a few microseconds to start).  Since the update loops vectorise, a 50k-
+#: parameter Adam step takes 25 us serially, so it pays to split from 32k up;
+#: a lazy embedding update splits from a quarter of that (rows of ~50 floats).
+PARALLEL_UPDATE_MIN = 1 << 15
 
 #: Fixed chunk (in elements) for flat-buffer reductions: the partial sums are
 #: taken per chunk and added in chunk order, whatever the thread count.

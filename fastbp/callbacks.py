@@ -12,7 +12,6 @@ import math
 import os
 from typing import Callable
 
-import numpy as np
 
 from ._validation import check_float, check_int
 

@@ -421,7 +421,6 @@ class Sequential:
             done, step, status = self._plan.epochs(X, yf, yi, perms, batch_size, lrs, losses)
             return int(done), int(step), int(status)
         plan = self._plan
-        n = perms.shape[1]
         float_targets = self.loss.code != _losses.SoftmaxCrossEntropy.code
         xbuf = plan.idsb if self.window is not None else plan.xb
         for e in range(perms.shape[0]):

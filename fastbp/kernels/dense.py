@@ -28,7 +28,6 @@ Every sum is taken in a fixed order, so results do not depend on threads.
 """
 from __future__ import annotations
 
-import numpy as np
 
 from numba import prange
 

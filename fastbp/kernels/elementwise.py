@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import prange
 
 from .._config import PARALLEL_MIN_WORK, jit, jit_parallel

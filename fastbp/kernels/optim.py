@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import prange
 
-from .._config import (PARALLEL_MIN_WORK, PARALLEL_UPDATE_MIN, REDUCE_CHUNK, jit, jit_parallel,
+from .._config import (PARALLEL_UPDATE_MIN, REDUCE_CHUNK, jit, jit_parallel,
                        jit_strict)
 
 SGD = 0
@@ -392,7 +392,7 @@ def apply_sparse_update(code, E, G, rows, n_rows, state, hp, lr, step, grad_scal
     big = np.finfo(E.dtype).max
     bc = bias_corrections(code, hp, step)
     bad = 0
-    if parallel and n_rows * d >= PARALLEL_MIN_WORK:
+    if parallel and n_rows * d >= PARALLEL_UPDATE_MIN // 4:
         counts = np.zeros(n_rows, dtype=np.int64)
         for u in prange(n_rows):
             r = rows[u]
