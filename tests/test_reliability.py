@@ -73,3 +73,48 @@ def test_cache_stamp_empties_a_folder_of_stale_kernels(tmp_path, monkeypatch):
 def test_sources_hash_covers_every_kernel_file():
     names = {os.path.basename(p) for p in _cache._sources()}
     assert {"engine.py", "dense.py", "optim.py", "embedding.py", "_config.py"} <= names
+
+
+def test_cached_callers_of_the_blas_kernels_run_from_the_cache(tmp_path):
+    """User functions with cache=True that call the dense kernels (the BLAS path, an
+    external symbol linked when the cached code is loaded) give the same results when
+    loaded from numba's cache in a fresh process."""
+    script = tmp_path / "caller.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        import numba
+        import numpy as np
+        from fastbp.kernels.dense import dense_backward, dense_forward, dense_scratch_size
+
+        @numba.njit(cache=True)
+        def forward(n, x, W, b, a, scratch):
+            for _ in range(n):
+                dense_forward(x, W, b, a, 1, 0.0, scratch, False)
+
+        @numba.njit(cache=True)
+        def backward(n, x, a, W, g, dW, db, gin, scratch):
+            for _ in range(n):
+                dense_backward(x, a, W, g, dW, db, gin, 1, 0.0, True, scratch, False)
+
+        m, k, n = 32, 64, 128
+        x = np.ones((m, k), np.float32)
+        W = np.ones((k, n), np.float32)
+        a = np.zeros((m, n), np.float32)
+        scratch = np.zeros(dense_scratch_size(k, n), np.float32)
+        forward(2, x, W, np.zeros(n, np.float32), a, scratch)
+        g = np.ones((m, n), np.float32)
+        dW, db, gin = np.zeros_like(W), np.zeros(n, np.float32), np.zeros_like(x)
+        backward(2, x, a, W, g, dW, db, gin, scratch)
+        print(a.sum(), dW.sum(), gin.sum())
+    """))
+    # The script's cache goes to tmp_path/__pycache__; fastbp's kernels use theirs.
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    outputs = []
+    for _ in range(2):
+        run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             env=env, timeout=300)
+        assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+        outputs.append(run.stdout.split())
+    assert outputs[0] == outputs[1]
+    assert [float(v) for v in outputs[0]] == [32 * 128 * 64.0, 64 * 128 * 32.0, 32 * 64 * 128.0]
+    assert any(p.suffix == ".nbi" for p in tmp_path.rglob("*")), "nothing was cached"

@@ -23,14 +23,24 @@ from .._config import jit
 
 ensure_blas()
 
-# int numba_xxgemm(kind, transa, transb, m, n, k, *alpha, *a, lda, *b, ldb, *beta, *c, ldc):
-# column-major ?gemm with kind 's' or 'd' (numba/_helperlib.c).
-_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
-    types.char, types.char, types.char, types.intp, types.intp, types.intp,
-    types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,
-    types.voidptr, types.voidptr, types.intp))
-
 _VOIDPTR = ir.IntType(8).as_pointer()
+_CHAR = ir.IntType(8)
+_INTP = ir.IntType(types.intp.bitwidth)
+_INT = ir.IntType(32)
+# int numba_xxgemm(kind, transa, transb, m, n, k, *alpha, *a, lda, *b, ldb, *beta, *c, ldc):
+# column-major ?gemm with kind 's' or 'd' (numba/_helperlib.c), declared exactly as
+# numba's own np.dot declares it (numba.np.linalg.call_xxgemm).
+_XXGEMM_TYPE = ir.FunctionType(_INT, [_CHAR, _CHAR, _CHAR, _INTP, _INTP, _INTP, _VOIDPTR,
+                                      _VOIDPTR, _INTP, _VOIDPTR, _INTP, _VOIDPTR, _VOIDPTR,
+                                      _INTP])
+
+
+@intrinsic
+def _xxgemm(typingctx, kind, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, _XXGEMM_TYPE, "numba_xxgemm")
+        return builder.call(fn, args)
+    return types.int32(kind, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), codegen
 
 
 @intrinsic
