@@ -54,6 +54,10 @@ K_BLOCK = 16
 #: each of at least MIN_BLOCK rows or columns (see fastbp.kernels.gemm).
 GEMM_BLOCKS = 2
 MIN_BLOCK = 64
+#: Products of fewer multiply-adds than this stay whole: waking the worker threads
+#: costs more than the second core saves (batch-32 64-128-10 MLP: 32 us per step
+#: on one thread, 50 us with its 32x64x128 products split over two).
+MIN_SPLIT_WORK = 1 << 20
 
 #: Element count below which elementwise work runs serially: a ``prange``
 #: region costs a few microseconds to start.

@@ -6,9 +6,9 @@ differently).  fastbp therefore runs SciPy's BLAS on one thread and splits each
 product itself into blocks of the output that depend only on the shapes; the
 blocks run in parallel, so the numbers are the same for any number of threads.
 
-The output ``out (m, n)`` is cut along its longer side into up to
-``GEMM_BLOCKS`` blocks of at least ``MIN_BLOCK`` rows or columns (multiples of
-16).  Every block is a whole product over the inner dimension, so no partial
+The output ``out (m, n)`` of a product of at least ``MIN_SPLIT_WORK``
+multiply-adds is cut along its longer side into up to ``GEMM_BLOCKS`` blocks of
+at least ``MIN_BLOCK`` rows or columns (multiples of 16).  Every block is a whole product over the inner dimension, so no partial
 sums are added afterwards:
 
 * forward      out = x W        rows of x, or columns of W;
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from numba import prange
 
-from .._config import GEMM_BLOCKS, MIN_BLOCK, jit, jit_parallel
+from .._config import GEMM_BLOCKS, MIN_BLOCK, MIN_SPLIT_WORK, jit, jit_parallel
 from .blas import gemm
 
 
@@ -58,6 +58,8 @@ def matmul(A, B, out, parallel):
     m, n = out.shape
     by_rows = m >= n
     size = block_size(m if by_rows else n)
+    if m * n * A.shape[1] < MIN_SPLIT_WORK:
+        size = m if by_rows else n
     nb = ((m if by_rows else n) + size - 1) // max(size, 1)
     if parallel and nb > 1:
         for b in prange(nb):
