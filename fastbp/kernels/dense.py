@@ -18,8 +18,10 @@ Three ways to multiply, chosen by shape (measured in benchmarks/bench_kernels):
   inner loop runs over contiguous memory, LLVM vectorises it, and each row of
   W is loaded once for both outputs;
 * small, narrow products (n_out < NARROW, such as a 5- or 10-class output
-  layer) would leave those inner loops too short, so the forward product and
-  the input gradient work on a transposed copy of W kept in ``scratch``;
+  layer) would leave those inner loops too short, so the forward product
+  works on a transposed copy of W kept in ``scratch``;
+* the input gradient of a small product, g W^T, is built like the forward
+  product, two rows at a time as sums of rows of W^T (a copy in ``scratch``);
 * the weight gradient of a small product is a sum of outer products, four
   samples per pass, which keeps each row of dW in L1; for a narrow layer it is
   built transposed (n_out rows of sums of x's rows) and copied into place.
@@ -210,19 +212,16 @@ def _forward_narrow_rows(x, Wt, b, out, act, slope, i0, i1):
 
 
 @jit
-def _input_grad_narrow_rows(g, Wt, g_in, i0, i1):
-    for i in range(i0, i1):
-        combine_rows(g[i], Wt, g_in[i], False)
-
-
-@jit
-def _input_grad_dot_rows(g, W, g_in, i0, i1):
-    n_in = W.shape[0]
-    for i in range(i0, i1):
-        gi = g[i]
-        gini = g_in[i]
-        for k in range(n_in):
-            gini[k] = dot(gi, W[k])
+def _input_grad_pairs(g, Wt, g_in, p0, p1):
+    # rows 2 p0 .. 2 p1 - 1 of g_in = g W^T (and the odd last row when 2 p1 > m), each
+    # a sum of rows of Wt = W^T, two rows of g_in per sweep over Wt
+    m = g.shape[0]
+    for p in range(p0, p1):
+        i = 2 * p
+        if i + 1 < m:
+            combine_rows_pair(g[i], g[i + 1], Wt, g_in[i], g_in[i + 1])
+        else:
+            combine_rows(g[i], Wt, g_in[i], False)
 
 
 @jit
@@ -239,8 +238,11 @@ def _weight_grad_narrow(x, g, dW, scratch):
 
 def dense_scratch_size(n_in, n_out):
     """Elements of ``scratch`` the dense kernels may use for an (n_in, n_out) layer:
-    W^T and dW^T of a narrow layer; the BLAS path needs none."""
-    return 2 * n_in * n_out if n_out < NARROW else 1
+    W^T and dW^T of a narrow layer, W^T of a layer whose products can be small (any
+    batch); a layer that always takes the BLAS path needs none."""
+    if n_out < NARROW:
+        return 2 * n_in * n_out
+    return n_in * n_out if n_in * n_out < SMALL_GEMM_WORK else 1
 
 
 @jit
@@ -300,27 +302,21 @@ def dense_backward(x, a, W, g, dW, db, g_in, act, slope, need_input_grad, scratc
     column_sums(g, db)
     work = m * n_in * n_out
     split = parallel and work >= SMALL_PARALLEL_WORK
-    nb = (m + ROW_CHUNK - 1) // ROW_CHUNK
     if _narrow(n_out, work) or work < SMALL_GEMM_WORK:
         if _narrow(n_out, work):
             _weight_grad_narrow(x, g, dW, scratch)
         else:
             outer_sum(x, g, dW, split)
         if need_input_grad:
-            if _narrow(n_out, work):
-                Wt = scratch[:n_in * n_out].reshape((n_out, n_in))
-                transpose_into(W, Wt)
-                if split:
-                    for c in prange(nb):
-                        _input_grad_narrow_rows(g, Wt, g_in, c * ROW_CHUNK,
-                                                min(m, (c + 1) * ROW_CHUNK))
-                else:
-                    _input_grad_narrow_rows(g, Wt, g_in, 0, m)
-            elif split:
-                for c in prange(nb):
-                    _input_grad_dot_rows(g, W, g_in, c * ROW_CHUNK, min(m, (c + 1) * ROW_CHUNK))
+            Wt = scratch[:n_in * n_out].reshape((n_out, n_in))
+            transpose_into(W, Wt)
+            pairs = (m + 1) // 2
+            if split:
+                chunk = ROW_CHUNK // 2
+                for c in prange((pairs + chunk - 1) // chunk):
+                    _input_grad_pairs(g, Wt, g_in, c * chunk, min(pairs, (c + 1) * chunk))
             else:
-                _input_grad_dot_rows(g, W, g_in, 0, m)
+                _input_grad_pairs(g, Wt, g_in, 0, pairs)
     else:
         matmul(x.T, g, dW, parallel)
         if need_input_grad:
