@@ -78,9 +78,10 @@ class DenseKernels:
         self.g_in = np.empty_like(self.x)
         common = dict(x=self.x, W=self.W, b=self.b, a=self.a, out=self.a, g=self.g, dW=self.dW,
                       db=self.db, g_in=self.g_in, act=_act.RELU, slope=0.0,
-                      parallel=parallel_enabled(), dtype=dtype, scratch_size=n_in * n_out)
+                      parallel=parallel_enabled(), dtype=dtype,
+                      scratch_size=_dense.dense_scratch_size(n_in, n_out))
         self.fwd_args = bind_by_name(_dense.dense_forward, **common)
-        common["scratch"] = np.empty(n_in * n_out, dtype)
+        common["scratch"] = np.empty(_dense.dense_scratch_size(n_in, n_out), dtype)
         self.bwd_args = bind_by_name(_dense.dense_backward, need_input_grad=True, **common)
         self.bwd_first_args = bind_by_name(_dense.dense_backward, need_input_grad=False, **common)
         self.time_forward()
@@ -118,7 +119,8 @@ class Activations:
         common = dict(x=self.x, W=self.W, b=self.b, a=self.out, out=self.out, g=self.g,
                       dW=self.dW, db=self.db, g_in=self.g_in,
                       act=_act.CODES[None if activation == "none" else activation], slope=0.01,
-                      parallel=parallel_enabled(), dtype=np.float32, scratch_size=64 * 512)
+                      parallel=parallel_enabled(), dtype=np.float32,
+                      scratch_size=_dense.dense_scratch_size(64, 512))
         self.fwd_args = bind_by_name(_dense.dense_forward, **common)
         self.bwd_args = bind_by_name(_dense.dense_backward, need_input_grad=True, **common)
         self.time_forward()
