@@ -250,7 +250,7 @@ def machine_info(args) -> str:
     lines = [
         f"- CPU: {cpu}, {os.cpu_count()} cores, AVX-512: {'yes' if avx512 else 'no'}; "
         f"load average at start {os.getloadavg()[0]:.2f}",
-        f"- BLAS (numpy's and SciPy's; numba's np.dot calls SciPy's): {'; '.join(blas) or '?'}"
+        f"- BLAS (numpy's and SciPy's; fastbp's products call SciPy's): {'; '.join(blas) or '?'}"
         + (f"; environment {env_blas}" if env_blas else ""),
         f"- torch {torch.__version__} (BLAS: {_torch_blas(torch)}, CPU capability "
         f"{torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads",
