@@ -16,10 +16,33 @@ from .peer_common import REPO, Report, alternate, fmt_ratio, fmt_time, median, v
 BYTES_PER_PARAM = {"Adam": 28, "AdamW": 28, "SGD": 20, "AdaGrad": 20}
 
 
+def _at_threads(threads, step, calls):
+    """A run() for alternate(): ``calls`` calls of step() at ``threads`` fastbp threads;
+    returns the mean time per call."""
+    import fastbp as fb
+
+    def run():
+        fb.set_num_threads(threads)
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            step()
+        return (time.perf_counter() - t0) / calls
+    return run
+
+
+def _alternate_keeping_threads(peers, repeats):
+    """alternate(), then fastbp's thread count as it was before."""
+    import fastbp as fb
+    before = fb.get_num_threads()
+    try:
+        return alternate(peers, repeats)
+    finally:
+        fb.set_num_threads(before)
+
+
 def _traffic_ceiling(n, args, rep: Report):
     """The machine's limit for an Adam-shaped pass: read 4 float32 streams and write 3,
     with one add per element (no optimizer arithmetic), at 1 and 2 numba threads."""
-    import fastbp as fb
     import numba
     from numba import prange
 
@@ -32,23 +55,10 @@ def _traffic_ceiling(n, args, rep: Report):
 
     arrs = [np.zeros(n, np.float32) for _ in range(4)]
     touch(*arrs)
-    before = fb.get_num_threads()
-
-    def at(threads):
-        def run():
-            fb.set_num_threads(threads)
-            t0 = time.perf_counter()
-            for _ in range(5):
-                touch(*arrs)
-            return (time.perf_counter() - t0) / 5
-        return run
-    peers = {"1 thread": at(1)}
+    peers = {"1 thread": _at_threads(1, lambda: touch(*arrs), 5)}
     if numba.config.NUMBA_NUM_THREADS >= 2:
-        peers["2 threads"] = at(2)
-    try:
-        times = alternate(peers, args.repeats)
-    finally:
-        fb.set_num_threads(before)
+        peers["2 threads"] = _at_threads(2, lambda: touch(*arrs), 5)
+    times = _alternate_keeping_threads(peers, args.repeats)
     rep.add_times(f"memory traffic ceiling (28 B/elem, {n // 1_000_000}M)", times, "ms")
     med = {k: median(v) for k, v in times.items()}
     text = ", ".join(f"{k} {28 * n / t / 1e9:.1f} GB/s" for k, t in med.items())
@@ -78,7 +88,6 @@ def workload_optim_10m(args, rep: Report):
     steps = 3 if args.quick else 10
     ceiling = _traffic_ceiling(n, args, rep)
     best = min(ceiling.values())
-    before = fb.get_num_threads()
     two = numba.config.NUMBA_NUM_THREADS >= 2
     for name, (make_fb, make_torch) in configs.items():
         opt = make_fb()
@@ -86,13 +95,7 @@ def workload_optim_10m(args, rep: Report):
         opt.update(p, g)
 
         def fastbp_at(threads, opt=opt, p=p):
-            def run():
-                fb.set_num_threads(threads)
-                t0 = time.perf_counter()
-                for _ in range(steps):
-                    opt.update(p, g)
-                return (time.perf_counter() - t0) / steps
-            return run
+            return _at_threads(threads, lambda: opt.update(p, g), steps)
 
         def torch_run(**kw):
             param = torch.nn.Parameter(torch.from_numpy(p0.copy()))
@@ -112,10 +115,7 @@ def workload_optim_10m(args, rep: Report):
         if two:
             peers["fastbp 1 thread"] = fastbp_at(1)
             peers["fastbp 2 threads"] = fastbp_at(2)
-        try:
-            times = alternate(peers, args.repeats)
-        finally:
-            fb.set_num_threads(before)
+        times = _alternate_keeping_threads(peers, args.repeats)
         rep.add_times(f"optim {name} {n // 1_000_000}M", times, "ms")
         med = {k: median(v) for k, v in times.items()}
         gbps = BYTES_PER_PARAM[name] * n / med["fastbp"] / 1e9
