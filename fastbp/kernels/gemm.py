@@ -8,8 +8,8 @@ blocks run in parallel, so the numbers are the same for any number of threads.
 
 The output ``out (m, n)`` of a product of at least ``MIN_SPLIT_WORK``
 multiply-adds is cut along its longer side into up to ``GEMM_BLOCKS`` blocks of
-at least ``MIN_BLOCK`` rows or columns (multiples of 16).  Every block is a whole product over the inner dimension, so no partial
-sums are added afterwards:
+at least ``MIN_BLOCK`` rows or columns (multiples of 16).  Every block is a
+whole product over the inner dimension, so no partial sums are added afterwards:
 
 * forward      out = x W        rows of x, or columns of W;
 * input grad   g_in = g W^T     rows of g, or rows of W;
