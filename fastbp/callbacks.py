@@ -12,7 +12,6 @@ import math
 import os
 from typing import Callable
 
-
 from ._validation import check_float, check_int
 
 

@@ -7,7 +7,6 @@ overrides both).  Delete the ``*.nbi``/``*.nbc`` files there to clear it.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 

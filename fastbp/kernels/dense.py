@@ -30,7 +30,6 @@ Every sum is taken in a fixed order, so results do not depend on threads.
 """
 from __future__ import annotations
 
-
 from numba import prange
 
 from .._config import (K_BLOCK, NARROW, ROW_CHUNK, SMALL_GEMM_WORK, SMALL_NARROW_WORK,

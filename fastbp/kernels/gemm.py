@@ -57,10 +57,9 @@ def matmul(A, B, out, parallel):
     A and B may be transposed views (``x.T``, ``W.T``)."""
     m, n = out.shape
     by_rows = m >= n
-    size = block_size(m if by_rows else n)
-    if m * n * A.shape[1] < MIN_SPLIT_WORK:
-        size = m if by_rows else n
-    nb = ((m if by_rows else n) + size - 1) // max(size, 1)
+    side = m if by_rows else n
+    size = block_size(side) if m * n * A.shape[1] >= MIN_SPLIT_WORK else side
+    nb = (side + size - 1) // max(size, 1)
     if parallel and nb > 1:
         for b in prange(nb):
             _block(A, B, out, by_rows, size, b)

@@ -164,10 +164,12 @@ def _adagrad_chunk(p, g, acc, clr, eps, weight_decay, grad_scale, big):
 
 
 @jit
-def _rmsprop_element(pi, d, si, bi, gai, lr, alpha, w, eps, mu, centered, use_mu):
+def _rmsprop_element(pi, gi, si, bi, gai, scale, wd, use_wd, lr, alpha, w, eps, mu, centered,
+                     use_mu, big):
     # One element's step; bi and gai are the momentum buffer and the gradient
-    # average (any value where unused).  Returns the new p, square average, buffer
-    # and gradient average.
+    # average (zero where unused).  Returns the new p, square average, buffer and
+    # gradient average, and whether all four are finite.
+    d = gi * scale + wd * pi if use_wd else gi * scale
     s = si * alpha + w * d * d
     if centered:
         ga = gai + w * (d - gai)
@@ -177,28 +179,29 @@ def _rmsprop_element(pi, d, si, bi, gai, lr, alpha, w, eps, mu, centered, use_mu
         avg = math.sqrt(s) + eps
     if use_mu:
         b = bi * mu + d / avg
-        return pi - lr * b, s, b, ga
-    return pi - lr * (d / avg), s, bi, ga
+        pn = pi - lr * b
+    else:
+        b = bi
+        pn = pi - lr * (d / avg)
+    ok = _finite(pn, big) & _finite(s, big) & _finite(b, big) & _finite(ga, big)
+    return pn, s, b, ga, ok
 
 
 @jit
 def _rmsprop_chunk(p, g, sq, buf, gavg, lr, alpha, eps, weight_decay, momentum,
                    centered, grad_scale, big):
     T = p.dtype.type
+    hyper = (T(grad_scale), T(weight_decay), weight_decay != 0, T(lr), T(alpha), T(1 - alpha),
+             T(eps), T(momentum))
     big_ = T(big)
-    lr_, al, w, eps_, wd, mu, scale = (T(lr), T(alpha), T(1 - alpha), T(eps), T(weight_decay),
-                                       T(momentum), T(grad_scale))
     zero = T(0)
-    use_wd = weight_decay != 0
     use_mu = momentum > 0
     bad = 0
     # One loop per set of stored vectors (see the note at the top).
     if centered and use_mu:
         for i in range(p.shape[0]):
-            d = g[i] * scale + wd * p[i] if use_wd else g[i] * scale
-            pn, s, b, ga = _rmsprop_element(p[i], d, sq[i], buf[i], gavg[i], lr_, al, w, eps_,
-                                            mu, True, True)
-            ok = _finite(pn, big_) & _finite(s, big_) & _finite(b, big_) & _finite(ga, big_)
+            pn, s, b, ga, ok = _rmsprop_element(p[i], g[i], sq[i], buf[i], gavg[i], *hyper,
+                                                True, True, big_)
             sq[i] = s if ok else sq[i]
             buf[i] = b if ok else buf[i]
             gavg[i] = ga if ok else gavg[i]
@@ -206,30 +209,24 @@ def _rmsprop_chunk(p, g, sq, buf, gavg, lr, alpha, eps, weight_decay, momentum,
             bad += 0 if ok else 1
     elif centered:
         for i in range(p.shape[0]):
-            d = g[i] * scale + wd * p[i] if use_wd else g[i] * scale
-            pn, s, b, ga = _rmsprop_element(p[i], d, sq[i], zero, gavg[i], lr_, al, w, eps_,
-                                            mu, True, False)
-            ok = _finite(pn, big_) & _finite(s, big_) & _finite(ga, big_)
+            pn, s, b, ga, ok = _rmsprop_element(p[i], g[i], sq[i], zero, gavg[i], *hyper,
+                                                True, False, big_)
             sq[i] = s if ok else sq[i]
             gavg[i] = ga if ok else gavg[i]
             p[i] = pn if ok else p[i]
             bad += 0 if ok else 1
     elif use_mu:
         for i in range(p.shape[0]):
-            d = g[i] * scale + wd * p[i] if use_wd else g[i] * scale
-            pn, s, b, ga = _rmsprop_element(p[i], d, sq[i], buf[i], zero, lr_, al, w, eps_,
-                                            mu, False, True)
-            ok = _finite(pn, big_) & _finite(s, big_) & _finite(b, big_)
+            pn, s, b, ga, ok = _rmsprop_element(p[i], g[i], sq[i], buf[i], zero, *hyper,
+                                                False, True, big_)
             sq[i] = s if ok else sq[i]
             buf[i] = b if ok else buf[i]
             p[i] = pn if ok else p[i]
             bad += 0 if ok else 1
     else:
         for i in range(p.shape[0]):
-            d = g[i] * scale + wd * p[i] if use_wd else g[i] * scale
-            pn, s, b, ga = _rmsprop_element(p[i], d, sq[i], zero, zero, lr_, al, w, eps_,
-                                            mu, False, False)
-            ok = _finite(pn, big_) & _finite(s, big_)
+            pn, s, b, ga, ok = _rmsprop_element(p[i], g[i], sq[i], zero, zero, *hyper,
+                                                False, False, big_)
             sq[i] = s if ok else sq[i]
             p[i] = pn if ok else p[i]
             bad += 0 if ok else 1
@@ -300,8 +297,9 @@ def update_span(code, p, g, s0, s1, s2, start, stop, hp, lr, step, bc, grad_scal
                 big):
     """One optimizer step on p[start:stop] (and the same span of g and of the state
     vectors s0, s1, s2; unused ones may be any array).  ``step`` is the 1-based count
-    of this update and ``bc`` its bias_corrections.  With ``sparse_adam`` Adam puts eps outside the bias correction,
-    as torch.optim.SparseAdam does: denominator sqrt(v) + eps, step size
+    of this update and ``bc`` its bias_corrections.  With ``sparse_adam`` Adam puts
+    eps outside the bias correction, as torch.optim.SparseAdam does: denominator
+    sqrt(v) + eps, step size
     lr sqrt(1 - beta2^t) / (1 - beta1^t).  ``big`` is the dtype's largest finite value
     (see _finite).  Returns the number of elements whose update was refused because
     it was not finite (they keep their old values)."""
