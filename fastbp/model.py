@@ -347,10 +347,8 @@ class Sequential:
                     if hasattr(cb, "on_epoch_begin"):
                         cb.on_epoch_begin(epoch)
             t0 = time.perf_counter()
-            perms = np.stack([self._permutation(n, shuffle) for _ in range(count)])
-            lrs = np.stack([self._learning_rates(schedule, self.epoch + e, n_batches,
-                                                 e * n_batches)
-                            for e in range(count)])
+            perms = self._permutations(count, n, shuffle)
+            lrs = self._learning_rates(schedule, self.epoch, count, n_batches)
             losses = np.zeros((count, n_batches))
             if verbose == 1:
                 done, step, status = self._run_epoch_with_bar(
@@ -358,9 +356,11 @@ class Sequential:
             else:
                 done, step, status = self._run_epochs(X, yf, yi, perms, batch_size, lrs, losses)
             elapsed = (time.perf_counter() - t0) / count  # training time, per epoch
+            epoch_losses = (losses[:done] @ sizes / n).tolist()
+            last_lrs = lrs[:done, -1].tolist()
             for e in range(done):
                 self.epoch += 1
-                logs = {"loss": float(np.dot(losses[e], sizes) / n), "lr": float(lrs[e, -1])}
+                logs = {"loss": epoch_losses[e], "lr": last_lrs[e]}
                 if validation_data is not None:
                     for k, v in self._evaluate_converted(Xv, yvf, yvi, 1024).items():
                         logs["val_" + k] = v
@@ -381,17 +381,23 @@ class Sequential:
             cb.on_train_end()
         return history
 
-    def _permutation(self, n, shuffle):
-        return self._shuffle_rng.permutation(n) if shuffle else np.arange(n, dtype=np.int64)
+    def _permutations(self, count, n, shuffle):
+        """(count, n) sample orders, one row an epoch.  ``permuted`` shuffles the rows
+        one after another, drawing what ``count`` calls of ``permutation(n)`` would."""
+        order = np.tile(np.arange(n, dtype=np.int64), (count, 1))
+        return self._shuffle_rng.permuted(order, axis=1) if shuffle else order
 
-    def _learning_rates(self, schedule, epoch, n_batches, offset=0):
+    def _learning_rates(self, schedule, epoch, count, n_batches):
+        """(count, n_batches) learning rates of the steps of epochs epoch, epoch + 1, ..."""
         base = self.optimizer.lr
         if schedule is None:
-            return np.full(n_batches, base)
+            return np.full((count, n_batches), base)
         if schedule.per == "epoch":
-            return np.full(n_batches, schedule(epoch, base))
-        t0 = int(self.optimizer.step[0]) + offset
-        return np.array([schedule(t0 + s, base) for s in range(n_batches)])
+            per_epoch = np.array([schedule(epoch + e, base) for e in range(count)])
+            return np.repeat(per_epoch[:, None], n_batches, axis=1)
+        t0 = int(self.optimizer.step[0])
+        steps = range(t0, t0 + count * n_batches)
+        return np.array([schedule(t, base) for t in steps]).reshape(count, n_batches)
 
     def _run_epoch_with_bar(self, X, yf, yi, perms, batch_size, lrs, losses, sizes, epoch,
                             epochs):
