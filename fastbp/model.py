@@ -356,7 +356,8 @@ class Sequential:
             else:
                 done, step, status = self._run_epochs(X, yf, yi, perms, batch_size, lrs, losses)
             elapsed = (time.perf_counter() - t0) / count  # training time, per epoch
-            epoch_losses = (losses[:done] @ sizes / n).tolist()
+            # a row sum is taken the same way whatever the number of rows
+            epoch_losses = ((losses[:done] * sizes).sum(axis=1) / n).tolist()
             last_lrs = lrs[:done, -1].tolist()
             for e in range(done):
                 self.epoch += 1

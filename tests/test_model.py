@@ -255,6 +255,33 @@ def test_history_contents_and_epoch_losses():
     assert max_abs_diff(model.params, twin.params) <= 1e-12
 
 
+@pytest.mark.parametrize("schedule", [fb.schedules.StepDecay(2, 0.5),
+                                      fb.schedules.ExponentialDecay(0.9, per="step")])
+def test_epochs_in_one_call_match_epochs_one_at_a_time(schedule):
+    """Without per-epoch hooks fit runs many epochs in one compiled call, with every
+    epoch's sample order and learning rates drawn up front; a callback makes it go
+    epoch by epoch.  Both draw the same orders and rates and give the same weights."""
+    X, y = data(n=50)
+    runs = []
+    for callbacks in (None, [fb.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: None)]):
+        model = mlp()
+        model.compile(fb.optim.SGD(lr=0.1, momentum=0.9), "softmax_cross_entropy")
+        history = model.fit(X, y, epochs=5, batch_size=16, seed=4, schedule=schedule,
+                            callbacks=callbacks)
+        runs.append((model.params.copy(), history["loss"], history["lr"]))
+    (p0, loss0, lr0), (p1, loss1, lr1) = runs
+    assert np.array_equal(p0, p1)
+    assert loss0 == loss1 and lr0 == lr1
+    assert len(set(lr0)) > 1
+    # the shuffled orders are those of one permutation(n) call per epoch
+    model = mlp()
+    model.compile(fb.optim.SGD(lr=0.1), "softmax_cross_entropy")
+    model.fit(X, y, epochs=0, seed=4)
+    rng = np.random.default_rng([4, 1])
+    assert np.array_equal(model._permutations(3, 50, True),
+                          np.stack([rng.permutation(50) for _ in range(3)]))
+
+
 def test_fit_validation_data():
     X, y = data(n=60)
     Xv, yv = data(n=25, seed=1)
