@@ -18,7 +18,7 @@ import math
 from numba import prange
 
 from .._config import PARALLEL_MIN_WORK, jit, jit_parallel
-from .activations import sigmoid
+from .activations import exp32, sigmoid
 
 MSE = 0
 BINARY_CROSS_ENTROPY = 1
@@ -54,10 +54,16 @@ def _softmax_ce_row(o, label, g, scale):
         if o[j] > mx:
             mx = o[j]
     total = 0.0
-    for j in range(n):
-        e = math.exp(float(o[j] - mx))
-        g[j] = e
-        total += e
+    if o.itemsize == 4:
+        for j in range(n):
+            e = exp32(o[j] - mx)
+            g[j] = e
+            total += e
+    else:
+        for j in range(n):
+            e = math.exp(o[j] - mx)
+            g[j] = e
+            total += e
     inv = 1.0 / total
     for j in range(n):
         g[j] = g[j] * inv * scale
