@@ -6,9 +6,8 @@ public ``Optimizer.update``.  Every ``setup`` calls the kernel once, so the JIT 
 the on-disk cache) is out of the timings.
 
 Kernel signatures change while the kernels are tuned, so the arguments are passed
-by parameter name (:func:`call_by_name`): a new workspace argument called
-``scratch`` is filled in automatically, a new argument of another name fails the
-benchmark with a message naming it.
+by parameter name (:func:`bind_by_name`): a new argument fails the benchmark with
+a message naming it.
 
 Shapes of the dense layers: ``(batch, n_in, n_out)``; the first is the 64-128-10
 workload's hidden layer, then the 784-512-256-10 MLP's first two layers at batch
@@ -34,22 +33,13 @@ def _parameter_names(kernel) -> list[str]:
 
 
 def bind_by_name(kernel, **values):
-    """The positional arguments of ``kernel`` taken from ``values`` by parameter name.
-
-    ``scratch`` (a flat workspace) is made here when the kernel asks for it and
-    ``values`` has none, as large as ``scratch_size``.
-    """
+    """The positional arguments of ``kernel`` taken from ``values`` by parameter name."""
     names = _parameter_names(kernel)
-    missing = [n for n in names if n not in values and n != "scratch"]
+    missing = [n for n in names if n not in values]
     if missing:
         raise NotImplementedError(f"{kernel.__name__} now takes {missing}; teach "
                                   f"benchmarks/bench_kernels.py what to pass")
-    args = []
-    for n in names:
-        if n == "scratch" and n not in values:
-            values["scratch"] = np.empty(values.get("scratch_size", 1), dtype=values["dtype"])
-        args.append(values[n])
-    return tuple(args)
+    return tuple(values[n] for n in names)
 
 
 DENSE_SHAPES = ["32x64x128", "128x784x512", "1024x784x512", "1024x512x256", "128x256x10"]
@@ -78,10 +68,8 @@ class DenseKernels:
         self.g_in = np.empty_like(self.x)
         common = dict(x=self.x, W=self.W, b=self.b, a=self.a, out=self.a, g=self.g, dW=self.dW,
                       db=self.db, g_in=self.g_in, act=_act.RELU, slope=0.0,
-                      parallel=parallel_enabled(), dtype=dtype,
-                      scratch_size=_dense.dense_scratch_size(n_in, n_out))
+                      parallel=parallel_enabled())
         self.fwd_args = bind_by_name(_dense.dense_forward, **common)
-        common["scratch"] = np.empty(_dense.dense_scratch_size(n_in, n_out), dtype)
         self.bwd_args = bind_by_name(_dense.dense_backward, need_input_grad=True, **common)
         self.bwd_first_args = bind_by_name(_dense.dense_backward, need_input_grad=False, **common)
         self.time_forward()
@@ -119,8 +107,7 @@ class Activations:
         common = dict(x=self.x, W=self.W, b=self.b, a=self.out, out=self.out, g=self.g,
                       dW=self.dW, db=self.db, g_in=self.g_in,
                       act=_act.CODES[None if activation == "none" else activation], slope=0.01,
-                      parallel=parallel_enabled(), dtype=np.float32,
-                      scratch_size=_dense.dense_scratch_size(64, 512))
+                      parallel=parallel_enabled())
         self.fwd_args = bind_by_name(_dense.dense_forward, **common)
         self.bwd_args = bind_by_name(_dense.dense_backward, need_input_grad=True, **common)
         self.time_forward()
@@ -154,7 +141,7 @@ class Losses:
             self.yi = np.zeros(1, np.int64)
         self.args = bind_by_name(_losses.loss_and_grad, code=code, out=self.out, yf=self.yf,
                                  yi=self.yi, grad=np.empty_like(self.out), row_loss=np.empty(m),
-                                 parallel=parallel_enabled(), dtype=np.float32)
+                                 parallel=parallel_enabled())
         self.time_loss_and_grad()
 
     def time_loss_and_grad(self, *_):
@@ -214,8 +201,7 @@ class Dropout:
         m, n = _shape(shape)
         x = np.random.default_rng(0).standard_normal((m, n)).astype(np.float32)
         self.args = bind_by_name(_dropout.dropout_apply, x=x, out=np.empty_like(x),
-                                 key=np.uint64(12345), p=float(p), parallel=parallel_enabled(),
-                                 dtype=np.float32)
+                                 key=np.uint64(12345), p=float(p), parallel=parallel_enabled())
         self.time_dropout()
 
     def time_dropout(self, *_):

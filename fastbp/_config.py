@@ -9,7 +9,7 @@ checks.  ``reassoc`` lets LLVM vectorise reductions and ``contract`` fuse
 multiply-adds; both make a result depend on how the loop that computes it was
 compiled and where its bounds fall.  So the serial and the parallel form of
 every kernel run the same chunk function over the same fixed chunks
-(``REDUCE_CHUNK`` elements, ``ROW_CHUNK`` rows, ``K_BLOCK`` weight rows): an
+(``REDUCE_CHUNK`` elements, rows, blocks of a product fixed by its shapes): an
 element is computed by the same instructions at any thread count.  The one
 reduction that runs in both contexts, the squared norm, is compiled without
 fastmath (:data:`jit_strict`).  The tests
@@ -31,23 +31,6 @@ jit = numba.njit(**JIT_OPTIONS)
 jit_strict = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 jit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
 jit_inline = numba.njit(inline="never", **JIT_OPTIONS)
-
-#: Multiply-adds (batch * n_in * n_out) below which a product is done by the
-#: hand-written loops instead of BLAS (:mod:`fastbp.kernels.blas`): below it
-#: the BLAS call and its packing cost more than the arithmetic.
-SMALL_GEMM_WORK = 1 << 16
-
-#: Layers with fewer outputs than this are "narrow": their small products use
-#: dot products over n_in on a transposed copy of W, up to SMALL_NARROW_WORK.
-NARROW = 16
-SMALL_NARROW_WORK = 1 << 18
-
-#: Small products (hand-written loops) of at least this many multiply-adds run in
-#: parallel over fixed chunks of ROW_CHUNK rows (or K_BLOCK rows of a weight
-#: gradient); each row's arithmetic is the same in any chunk.
-SMALL_PARALLEL_WORK = 1 << 17
-ROW_CHUNK = 16
-K_BLOCK = 16
 
 #: A BLAS product is split along the longer side of its output into up to
 #: GEMM_BLOCKS blocks (fixed, so that results do not depend on the thread count),

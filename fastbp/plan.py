@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import engine as _engine
-from .kernels.dense import dense_scratch_size
 from .layers.embedding import WindowEmbedding
 from .threads import parallel_enabled
 
@@ -31,8 +30,6 @@ class Plan:
         self.start = start
         self.dtype = model.dtype
         self.table, self.ftable = self._tables(model, start)
-        sizes = [dense_scratch_size(l.n_in, l.n_out) for l in layers if l.kind == _engine.DENSE]
-        self.scratch = np.empty(max(sizes + [1]), dtype=self.dtype)
         self.widths = model.widths[start:]
         self.input_width = model.widths[0] if self.window is not None else model.n_in
         self.capacity = 0
@@ -131,35 +128,34 @@ class Plan:
         x, ids = self.split(inputs)
         return _engine.train_step(
             self.table, self.ftable, m.params, m.grads, x, ids, yf, yi, self.acts, self.gbuf,
-            self.scratch, self.row_loss, self.xwin, self.E, self.emb_state, self.emb_step,
-            self.emb_rows, self.emb_grad, self.emb_cfg, m.loss.code, opt.code, opt.hyperparams(),
-            opt.state, opt.step, m._rng_step, lr, opt.clip_value, m._dropout_seed, training,
-            update, parallel_enabled())
+            self.row_loss, self.xwin, self.E, self.emb_state, self.emb_step, self.emb_rows,
+            self.emb_grad, self.emb_cfg, m.loss.code, opt.code, opt.hyperparams(), opt.state,
+            opt.step, m._rng_step, lr, opt.clip_value, m._dropout_seed, training, update,
+            parallel_enabled())
 
     def epochs(self, inputs, yf, yi, perms, batch_size, lrs, losses):
         m, opt = self.model, self.model.optimizer
         x, ids = self.split(inputs)
         return _engine.train_epochs(
             self.table, self.ftable, m.params, m.grads, x, ids, yf, yi, perms, batch_size, lrs,
-            self.xb, self.idsb, self.ybf, self.ybi, self.acts, self.gbuf, self.scratch,
-            self.row_loss, self.xwin, self.E, self.emb_state, self.emb_step, self.emb_rows,
-            self.emb_grad, self.emb_cfg, m.loss.code, opt.code, opt.hyperparams(), opt.state,
-            opt.step, m._rng_step, opt.clip_value, m._dropout_seed, parallel_enabled(), losses)
+            self.xb, self.idsb, self.ybf, self.ybi, self.acts, self.gbuf, self.row_loss, self.xwin,
+            self.E, self.emb_state, self.emb_step, self.emb_rows, self.emb_grad, self.emb_cfg,
+            m.loss.code, opt.code, opt.hyperparams(), opt.state, opt.step, m._rng_step,
+            opt.clip_value, m._dropout_seed, parallel_enabled(), losses)
 
     def predict(self, inputs, out, batch_size):
         x, ids = self.split(inputs)
         _engine.predict(self.table, self.ftable, self.model.params, x, ids, out, self.acts,
-                        self.scratch, self.xwin, self.E, self.emb_cfg, batch_size,
-                        parallel_enabled())
+                        self.xwin, self.E, self.emb_cfg, batch_size, parallel_enabled())
 
     def evaluate(self, inputs, yf, yi, batch_size):
         x, ids = self.split(inputs)
         return _engine.evaluate(self.table, self.ftable, self.model.params, x, ids, yf, yi,
-                                self.model.loss.code, self.acts, self.gbuf, self.scratch,
-                                self.xwin, self.E, self.emb_cfg, batch_size, parallel_enabled())
+                                self.model.loss.code, self.acts, self.gbuf, self.xwin, self.E,
+                                self.emb_cfg, batch_size, parallel_enabled())
 
     def loss_only(self, inputs, yf, yi):
         x, ids = self.split(inputs)
         return _engine.loss_only(self.table, self.ftable, self.model.params, x, ids, yf, yi,
-                                 self.acts, self.gbuf, self.scratch, self.row_loss, self.xwin,
-                                 self.E, self.emb_cfg, self.model.loss.code, parallel_enabled())
+                                 self.acts, self.gbuf, self.row_loss, self.xwin, self.E,
+                                 self.emb_cfg, self.model.loss.code, parallel_enabled())

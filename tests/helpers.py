@@ -15,22 +15,17 @@ def rtol_for(dtype) -> float:
     return RTOL[np.dtype(dtype)]
 
 
-def call_kernel(kernel, workspace=None, **kwargs):
+def call_kernel(kernel, **kwargs):
     """Call a compiled kernel with arguments given by name.
 
-    Private kernels gain workspace arguments as they are optimised (a ``scratch``
-    buffer, say); the tests name what they mean and ``workspace`` supplies any
-    extra buffer the kernel asks for by name.  An argument that neither names is
-    an error, so a changed kernel signature fails loudly instead of silently.
+    Private kernels change their signatures as they are optimised; naming the
+    arguments makes a changed signature fail loudly instead of silently.
     """
-    workspace = workspace or {}
     names = list(inspect.signature(kernel.py_func).parameters)
     args = []
     for name in names:
         if name in kwargs:
             args.append(kwargs.pop(name))
-        elif name in workspace:
-            args.append(workspace[name])
         else:
             raise TypeError(f"{kernel.__name__} takes an argument {name!r} the test does not "
                             f"supply; signature: {names}")
@@ -38,12 +33,6 @@ def call_kernel(kernel, workspace=None, **kwargs):
         raise TypeError(f"{kernel.__name__} has no argument(s) {sorted(kwargs)}; "
                         f"signature: {names}")
     return kernel(*args)
-
-
-def dense_workspace(n_in, n_out, dtype):
-    """Workspace buffers the dense kernels may ask for, filled with NaN so that a kernel
-    that reads workspace it did not write shows it."""
-    return {"scratch": np.full(2 * n_in * n_out + 16, np.nan, dtype=dtype)}
 
 
 def assert_within(actual, desired, tol, what=""):

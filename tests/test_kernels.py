@@ -1,14 +1,14 @@
 """Every compiled kernel against its NumPy twin in tests/reference.py.
 
 Kernels are called directly (``fastbp.kernels.*``), serially and with
-``parallel=True``, on random shapes that include batch 1, odd sizes and shapes
-on both sides of the BLAS threshold, in float32 (rtol 1e-5) and float64
+``parallel=True``, on random shapes that include batch 1, odd sizes and products
+that BLAS gets whole or in blocks, in float32 (rtol 1e-5) and float64
 (rtol 1e-12).  Tolerances are relative to the natural scale of each result
 (for a product x W that is |x| |W|, the scale of its rounding error), so a
 cancelling sum does not demand more than floating point can give.
 
 Output buffers are filled with NaN before each call: a kernel that leaves part
-of its output unwritten, or reads workspace it did not write, fails.
+of its output unwritten fails.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from fastbp.kernels import elementwise as kelem
 from fastbp.kernels import losses as kloss
 from fastbp.kernels import optim as koptim
 from fastbp.kernels import random as krandom
-from helpers import DTYPES, assert_within, call_kernel, dense_workspace, rtol_for
+from helpers import DTYPES, assert_within, call_kernel, rtol_for
 
 ACTIVATIONS = ref.ACTIVATIONS
 PARALLEL = [False, True]
@@ -43,11 +43,12 @@ def code(act):
     return kact.CODES[None if act == "identity" else act]
 
 
-# (batch, n_in, n_out): batch 1, odd sizes, narrow and wide outputs, below and above
-# the BLAS threshold, and small products big enough for a parallel region.
+# (batch, n_in, n_out): batch 1, odd sizes, narrow and wide outputs, products that stay
+# whole and products split into blocks, and outputs big enough for a parallel epilogue.
 DENSE_SHAPES = [
     (1, 1, 1), (1, 7, 3), (3, 33, 65), (7, 65, 1), (33, 7, 130), (64, 33, 20),
-    (130, 65, 7), (65, 130, 33), (1, 600, 130), (130, 130, 130), (600, 65, 7),
+    (130, 65, 7), (65, 130, 33), (1, 600, 130), (300, 20, 130), (130, 130, 130),
+    (600, 65, 7), (40, 300, 200),
 ]
 
 
@@ -55,12 +56,13 @@ def shape_id(s):
     return "x".join(map(str, s))
 
 
-def test_dense_shapes_cover_both_gemm_paths():
+def test_dense_shapes_cover_whole_and_split_products():
     work = [m * k * n for m, k, n in DENSE_SHAPES]
-    assert min(work) < _config.SMALL_GEMM_WORK <= max(work)
-    assert sum(w >= _config.SMALL_GEMM_WORK for w in work) >= 3
-    assert any(m == 1 and w >= _config.SMALL_GEMM_WORK for (m, _, _), w in zip(DENSE_SHAPES, work))
-    assert any(_config.PARALLEL_MIN_WORK <= w < _config.SMALL_GEMM_WORK for w in work)
+    assert min(work) < _config.MIN_SPLIT_WORK <= max(work)
+    # split by rows (130x130x130) and by columns of the output (40x300x200)
+    assert any(w >= _config.MIN_SPLIT_WORK and m >= n for (m, _, n), w in zip(DENSE_SHAPES, work))
+    assert any(w >= _config.MIN_SPLIT_WORK and m < n for (m, _, n), w in zip(DENSE_SHAPES, work))
+    assert any(m * n >= _config.PARALLEL_MIN_WORK for m, _, n in DENSE_SHAPES)
 
 
 def _dense_inputs(shape, act, dtype):
@@ -107,7 +109,7 @@ def test_dense_forward(shape, act, dtype, parallel):
     _, x, W, b = _dense_inputs(shape, act, dtype)
     x0, W0, b0 = x.copy(), W.copy(), b.copy()
     out = np.full((m, n_out), np.nan, dtype=dtype)
-    call_kernel(kdense.dense_forward, dense_workspace(n_in, n_out, dtype), x=x, W=W, b=b,
+    call_kernel(kdense.dense_forward, x=x, W=W, b=b,
                 out=out, act=code(act), slope=SLOPE, parallel=parallel)
     expected = ref.dense_forward(x, W, b, act, SLOPE)
     tol = rtol_for(dtype) * (ref.dense_forward_bound(x, W, b) + np.abs(expected))
@@ -131,7 +133,7 @@ def test_dense_backward(shape, act, dtype, parallel, need_input_grad):
     dW = np.full((n_in, n_out), np.nan, dtype=dtype)
     db = np.full(n_out, np.nan, dtype=dtype)
     g_in = np.full((m, n_in), np.nan, dtype=dtype)
-    call_kernel(kdense.dense_backward, dense_workspace(n_in, n_out, dtype), x=x, a=a, W=W, g=g,
+    call_kernel(kdense.dense_backward, x=x, a=a, W=W, g=g,
                 dW=dW, db=db, g_in=g_in, act=code(act), slope=SLOPE,
                 need_input_grad=need_input_grad, parallel=parallel)
     delta, dW_ref, db_ref, g_in_ref = ref.dense_backward(x, a, W, g0, act, SLOPE)
@@ -158,7 +160,7 @@ def test_dense_forward_is_deterministic_and_parallel_equals_serial(dtype):
         outs = []
         for parallel in (False, True, True):
             out = np.full((m, n_out), np.nan, dtype=dtype)
-            call_kernel(kdense.dense_forward, dense_workspace(n_in, n_out, dtype), x=x, W=W, b=b,
+            call_kernel(kdense.dense_forward, x=x, W=W, b=b,
                         out=out, act=code("tanh"), slope=SLOPE, parallel=parallel)
             outs.append(out)
         np.testing.assert_array_equal(outs[0], outs[1], err_msg=str(shape))
@@ -180,6 +182,28 @@ def test_float32_tanh_is_within_6_ulp_and_keeps_nan():
     odd = np.array([np.nan, np.inf, -np.inf], dtype=np.float32)
     elementwise.activate_row(odd, kact.TANH, 0.0)
     assert np.isnan(odd[0]) and odd[1] > 0.9999997 and odd[2] < -0.9999997
+
+def test_float32_softmax_exp_is_within_2_ulp_underflows_to_zero_and_keeps_nan():
+    """The float32 softmax's exp (a vectorisable polynomial) against float64 exp on a
+    dense grid of its domain x <= 0 and tiny values; below the smallest normal it is 0."""
+    import numba
+
+    @numba.njit
+    def exp32(x, out):
+        for i in range(x.shape[0]):
+            out[i] = kact.exp32(x[i])
+
+    x = np.concatenate([np.linspace(-87.3, 0, 1_000_001), -(10.0 ** np.linspace(-30, 1.9, 4001)),
+                        [0.0, -0.0]]).astype(np.float32)
+    out = np.empty_like(x)
+    exp32(x, out)
+    exact = np.exp(x.astype(np.float64))
+    ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
+    assert (np.abs(out - exact) / ulp).max() <= kact.EXP_ULP
+    odd = np.array([np.nan, -np.inf, -87.4, -1e4], dtype=np.float32)
+    exp32(odd, out[:4])
+    assert np.isnan(out[0]) and np.all(out[1:4] == 0)
+
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

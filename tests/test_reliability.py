@@ -84,27 +84,26 @@ def test_cached_callers_of_the_blas_kernels_run_from_the_cache(tmp_path):
         import sys
         import numba
         import numpy as np
-        from fastbp.kernels.dense import dense_backward, dense_forward, dense_scratch_size
+        from fastbp.kernels.dense import dense_backward, dense_forward
 
         @numba.njit(cache=True)
-        def forward(n, x, W, b, a, scratch):
+        def forward(n, x, W, b, a):
             for _ in range(n):
-                dense_forward(x, W, b, a, 1, 0.0, scratch, False)
+                dense_forward(x, W, b, a, 1, 0.0, False)
 
         @numba.njit(cache=True)
-        def backward(n, x, a, W, g, dW, db, gin, scratch):
+        def backward(n, x, a, W, g, dW, db, gin):
             for _ in range(n):
-                dense_backward(x, a, W, g, dW, db, gin, 1, 0.0, True, scratch, False)
+                dense_backward(x, a, W, g, dW, db, gin, 1, 0.0, True, False)
 
         m, k, n = 32, 64, 128
         x = np.ones((m, k), np.float32)
         W = np.ones((k, n), np.float32)
         a = np.zeros((m, n), np.float32)
-        scratch = np.zeros(dense_scratch_size(k, n), np.float32)
-        forward(2, x, W, np.zeros(n, np.float32), a, scratch)
+        forward(2, x, W, np.zeros(n, np.float32), a)
         g = np.ones((m, n), np.float32)
         dW, db, gin = np.zeros_like(W), np.zeros(n, np.float32), np.zeros_like(x)
-        backward(2, x, a, W, g, dW, db, gin, scratch)
+        backward(2, x, a, W, g, dW, db, gin)
         print(a.sum(), dW.sum(), gin.sum())
     """))
     # The script's cache goes to tmp_path/__pycache__; fastbp's kernels use theirs.

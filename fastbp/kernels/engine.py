@@ -12,8 +12,7 @@ the on-disk cache (``cache=True``) holds it across processes:
 Workspaces, all allocated once per batch size by the model:
 ``acts`` : flat (batch * sum of layer widths,) layer outputs, layer after layer;
 ``gbuf`` : flat (2 * batch * widest layer,) two halves that take turns holding
-the gradient flowing down; ``row_loss`` : float64 (batch,); ``scratch`` :
-(2 * n_in * n_out of the largest narrow layer,) for the dense kernels.
+the gradient flowing down; ``row_loss`` : float64 (batch,).
 
 A window model (a WindowEmbedding layer in front of the table's layers) adds
 ``ids`` (batch, 2w+1) int64 windows, the table ``E`` (V, d), its lazy optimizer
@@ -51,7 +50,7 @@ SLOPE, P = 0, 1
 
 
 @jit
-def forward(table, ftable, params, x, acts, scratch, seed, drop_step, training, parallel):
+def forward(table, ftable, params, x, acts, seed, drop_step, training, parallel):
     """Run every layer on x (batch, n_in); returns the last layer's output, a view of acts."""
     m = x.shape[0]
     inp = x
@@ -65,7 +64,7 @@ def forward(table, ftable, params, x, acts, scratch, seed, drop_step, training, 
             bo = table[l, B_OFF]
             W = params[wo:wo + n_in * n_out].reshape((n_in, n_out))
             dense_forward(inp, W, params[bo:bo + n_out], out, table[l, ACT], ftable[l, SLOPE],
-                          scratch, parallel)
+                          parallel)
         else:
             p = ftable[l, P]
             if training and p > 0:
@@ -78,7 +77,7 @@ def forward(table, ftable, params, x, acts, scratch, seed, drop_step, training, 
 
 
 @jit
-def backward(table, ftable, params, grads, x, acts, gbuf, scratch, seed, drop_step, training,
+def backward(table, ftable, params, grads, x, acts, gbuf, seed, drop_step, training,
              input_grad, parallel):
     """Backpropagate the gradient held in gbuf's first half (dL/d output of the last
     layer) down to every parameter gradient in ``grads``.  With ``input_grad`` the
@@ -110,7 +109,7 @@ def backward(table, ftable, params, grads, x, acts, gbuf, scratch, seed, drop_st
             W = params[wo:wo + n_in * n_out].reshape((n_in, n_out))
             dW = grads[wo:wo + n_in * n_out].reshape((n_in, n_out))
             dense_backward(inp, a, W, g, dW, grads[bo:bo + n_out], g_in, table[l, ACT],
-                           ftable[l, SLOPE], l > first_dense or input_grad, scratch, parallel)
+                           ftable[l, SLOPE], l > first_dense or input_grad, parallel)
         else:
             p = ftable[l, P]
             if training and p > 0:
@@ -123,7 +122,7 @@ def backward(table, ftable, params, grads, x, acts, gbuf, scratch, seed, drop_st
 
 
 @jit
-def train_step(table, ftable, params, grads, x, ids, yf, yi, acts, gbuf, scratch, row_loss, xwin,
+def train_step(table, ftable, params, grads, x, ids, yf, yi, acts, gbuf, row_loss, xwin,
                E, emb_state, emb_step, emb_rows, emb_grad, emb_cfg, loss_code, opt_code, hp,
                state, opt_step, rng_step, lr, clip_norm, seed, training, update, parallel):
     """One minibatch step.  x : (batch, n_in) features (dense models) or a dummy;
@@ -141,14 +140,14 @@ def train_step(table, ftable, params, grads, x, ids, yf, yi, acts, gbuf, scratch
         m = x.shape[0]
         xin = x
     drop_step = rng_step[0]
-    out = forward(table, ftable, params, xin, acts, scratch, seed, drop_step, training, parallel)
+    out = forward(table, ftable, params, xin, acts, seed, drop_step, training, parallel)
     n_last = out.shape[1]
     g = gbuf[0:m * n_last].reshape((m, n_last))
     loss = loss_and_grad(loss_code, out, yf, yi, g, row_loss, parallel)
     if not math.isfinite(loss):
         return loss, 1, 0
     fine_tune = window and emb_cfg[2] != 0
-    gx = backward(table, ftable, params, grads, xin, acts, gbuf, scratch, seed, drop_step,
+    gx = backward(table, ftable, params, grads, xin, acts, gbuf, seed, drop_step,
                   training, fine_tune, parallel)
     n_rows = 0
     if fine_tune:
@@ -201,7 +200,7 @@ def gather_labels(src, idx, start, dst):
 
 @jit
 def train_epoch(table, ftable, params, grads, X, IDS, Yf, Yi, perm, batch_size, lrs, xb, idsb,
-                ybf, ybi, acts, gbuf, scratch, row_loss, xwin, E, emb_state, emb_step, emb_rows,
+                ybf, ybi, acts, gbuf, row_loss, xwin, E, emb_state, emb_step, emb_rows,
                 emb_grad, emb_cfg, loss_code, opt_code, hp, state, opt_step, rng_step, clip_norm,
                 seed, parallel, losses):
     """All minibatches of one epoch in one call.
@@ -230,7 +229,7 @@ def train_epoch(table, ftable, params, grads, X, IDS, Yf, Yi, perm, batch_size, 
             ym = ybf
             gather_labels(Yi, perm, start, ybi[:m])
         loss, status, _ = train_step(table, ftable, params, grads, xb[:m], idsb[:m], ym, ybi[:m],
-                                     acts, gbuf, scratch, row_loss, xwin, E, emb_state, emb_step,
+                                     acts, gbuf, row_loss, xwin, E, emb_state, emb_step,
                                      emb_rows, emb_grad, emb_cfg, loss_code, opt_code, hp, state,
                                      opt_step, rng_step, lrs[s], clip_norm, seed, True, True,
                                      parallel)
@@ -242,7 +241,7 @@ def train_epoch(table, ftable, params, grads, X, IDS, Yf, Yi, perm, batch_size, 
 
 @jit
 def train_epochs(table, ftable, params, grads, X, IDS, Yf, Yi, perms, batch_size, lrs, xb, idsb,
-                 ybf, ybi, acts, gbuf, scratch, row_loss, xwin, E, emb_state, emb_step, emb_rows,
+                 ybf, ybi, acts, gbuf, row_loss, xwin, E, emb_state, emb_step, emb_rows,
                  emb_grad, emb_cfg, loss_code, opt_code, hp, state, opt_step, rng_step,
                  clip_norm, seed, parallel, losses):
     """Several epochs in one call (fit without per-epoch callbacks).
@@ -253,7 +252,7 @@ def train_epochs(table, ftable, params, grads, X, IDS, Yf, Yi, perms, batch_size
     """
     for e in range(perms.shape[0]):
         done, status = train_epoch(table, ftable, params, grads, X, IDS, Yf, Yi, perms[e],
-                                   batch_size, lrs[e], xb, idsb, ybf, ybi, acts, gbuf, scratch,
+                                   batch_size, lrs[e], xb, idsb, ybf, ybi, acts, gbuf,
                                    row_loss, xwin, E, emb_state, emb_step, emb_rows, emb_grad,
                                    emb_cfg, loss_code, opt_code, hp, state, opt_step, rng_step,
                                    clip_norm, seed, parallel, losses[e])
@@ -273,19 +272,19 @@ def _inputs(X, IDS, start, stop, xwin, E, emb_cfg, parallel):
 
 
 @jit
-def predict(table, ftable, params, X, IDS, out, acts, scratch, xwin, E, emb_cfg, batch_size,
+def predict(table, ftable, params, X, IDS, out, acts, xwin, E, emb_cfg, batch_size,
             parallel):
     """out <- the last layer's output for every row of X (or IDS), batch by batch."""
     n = out.shape[0]
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         xin = _inputs(X, IDS, start, stop, xwin, E, emb_cfg, parallel)
-        out[start:stop] = forward(table, ftable, params, xin, acts, scratch, 0, 0, False,
+        out[start:stop] = forward(table, ftable, params, xin, acts, 0, 0, False,
                                   parallel)
 
 
 @jit
-def evaluate(table, ftable, params, X, IDS, Yf, Yi, loss_code, acts, gbuf, scratch, xwin, E,
+def evaluate(table, ftable, params, X, IDS, Yf, Yi, loss_code, acts, gbuf, xwin, E,
              emb_cfg, batch_size, parallel):
     """(summed loss, number correct) over all rows, batch by batch, in inference mode."""
     if emb_cfg[0] != 0:
@@ -299,7 +298,7 @@ def evaluate(table, ftable, params, X, IDS, Yf, Yi, loss_code, acts, gbuf, scrat
         stop = min(n, start + batch_size)
         m = stop - start
         xin = _inputs(X, IDS, start, stop, xwin, E, emb_cfg, parallel)
-        o = forward(table, ftable, params, xin, acts, scratch, 0, 0, False, parallel)
+        o = forward(table, ftable, params, xin, acts, 0, 0, False, parallel)
         k = o.shape[1]
         work = gbuf[0:m * k].reshape((m, k))
         if use_float_targets:
@@ -312,12 +311,12 @@ def evaluate(table, ftable, params, X, IDS, Yf, Yi, loss_code, acts, gbuf, scrat
 
 
 @jit
-def loss_only(table, ftable, params, X, IDS, yf, yi, acts, gbuf, scratch, row_loss, xwin, E,
+def loss_only(table, ftable, params, X, IDS, yf, yi, acts, gbuf, row_loss, xwin, E,
               emb_cfg, loss_code, parallel):
     """The batch-mean loss in inference mode (gradcheck's numeric side)."""
     n = IDS.shape[0] if emb_cfg[0] != 0 else X.shape[0]
     xin = _inputs(X, IDS, 0, n, xwin, E, emb_cfg, parallel)
-    out = forward(table, ftable, params, xin, acts, scratch, 0, 0, False, parallel)
+    out = forward(table, ftable, params, xin, acts, 0, 0, False, parallel)
     n_last = out.shape[1]
     g = gbuf[0:n * n_last].reshape((n, n_last))
     return loss_and_grad(loss_code, out, yf, yi, g, row_loss, parallel)

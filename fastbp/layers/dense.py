@@ -6,7 +6,7 @@ import numpy as np
 from .. import init as _init
 from .._validation import check_float, check_int
 from ..kernels import activations as _act
-from ..kernels.dense import dense_backward, dense_forward, dense_scratch_size
+from ..kernels.dense import dense_backward, dense_forward
 from ..kernels.engine import DENSE
 from ..threads import parallel_enabled
 from .base import Layer
@@ -92,13 +92,9 @@ class Dense(Layer):
     def db(self) -> np.ndarray:
         return self.grads["b"]
 
-    def _scratch(self, dtype):
-        return self._buffer("scratch", (dense_scratch_size(self.n_in, self.n_out),), dtype)
-
     def forward(self, x, training):
         out = self._buffer("a", (x.shape[0], self.n_out), x.dtype)
-        dense_forward(x, self.W, self.b, out, self.act_code, self.slope, self._scratch(x.dtype),
-                      parallel_enabled())
+        dense_forward(x, self.W, self.b, out, self.act_code, self.slope, parallel_enabled())
         self._x = x
         self._a = out
         return out
@@ -109,8 +105,7 @@ class Dense(Layer):
         np.copyto(delta, g)
         g_in = self._buffer("g_in", (m, self.n_in), self._a.dtype)
         dense_backward(self._x, self._a, self.W, delta, self.dW, self.db, g_in, self.act_code,
-                       self.slope, self.need_input_grad, self._scratch(g_in.dtype),
-                       parallel_enabled())
+                       self.slope, self.need_input_grad, parallel_enabled())
         return g_in
 
     def get_config(self):
