@@ -227,6 +227,99 @@ def _pos_data(data):
     return out, E, len(tags)
 
 
+def _fastbp_pos(V, E, n_tags, seed):
+    import fastbp as fb
+    m = fb.Sequential([fb.layers.WindowEmbedding(V, 50, window=2, weights=E),
+                       fb.layers.Dense(250, 200, activation="relu"),
+                       fb.layers.Dense(200, n_tags)], seed=seed)
+    m.compile(fb.optim.Adam(lr=1e-3), "softmax_cross_entropy")
+    return m
+
+
+def _pos_arrays(rep, name):
+    """(arrays, E, n_tags) of the POS task, or None (with a note) without the data."""
+    data = os.environ.get("FASTBP_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+    if not os.path.isdir(os.path.join(data, "ud-english-ewt")):
+        rep.note(f"{name} skipped: no UD English EWT under {data}")
+        return None
+    return _pos_data(data)
+
+
+def _pos_pair(V, E, n_tags, seed):
+    """The POS tagger in fastbp and in PyTorch (nn.Embedding(sparse=True) + SparseAdam +
+    Adam), from the same initial weights: the GloVe table and torch's default dense
+    initialisation under torch.manual_seed(seed), copied into fastbp's Dense layers, so
+    that an accuracy comparison measures the training and not two initialisations
+    (fastbp's default He-normal init gave 92.97-93.03% over three seeds)."""
+    import torch
+    torch.manual_seed(seed)
+    torch_parts = _torch_window_model(torch, V, 50, 2, 200, n_tags, act="relu", weights=E)
+    fbm = _fastbp_pos(V, E, n_tags, seed)
+    dense = torch_parts[1]
+    with torch.no_grad():
+        for layer, linear in zip(fbm.layers[1:], (dense[1], dense[3])):
+            layer.W[:] = linear.weight.numpy().T
+            layer.b[:] = linear.bias.numpy()
+    return fbm, torch_parts
+
+
+def _torch_epoch(emb, dense, sopt, dopt, Xt, yt, perm, batch):
+    import torch
+    crit = torch.nn.CrossEntropyLoss()
+    for s in range(0, Xt.shape[0], batch):
+        idx = perm[s:s + batch]
+        sopt.zero_grad()
+        dopt.zero_grad()
+        crit(dense(emb(Xt[idx])), yt[idx]).backward()
+        sopt.step()
+        dopt.step()
+
+
+def _torch_accuracy(emb, dense, X, y):
+    import torch
+    with torch.no_grad():
+        return float((dense(emb(torch.from_numpy(X))).argmax(1).numpy() == y).mean())
+
+
+def workload_pos_seeds(args, rep: Report):
+    """Test accuracy of the POS tagger after 5 epochs, fastbp and PyTorch from the same
+    initial weights, over several seeds (seed s fixes the initialisation and both
+    peers' shuffling): one run differs from the next by about as much as the peers
+    differ, so a single pair of runs cannot rank them."""
+    import torch
+
+    loaded = _pos_arrays(rep, "pos_seeds")
+    if loaded is None:
+        return
+    arrays, E, n_tags = loaded
+    (Xtr, ytr), (Xte, yte) = arrays["train"], arrays["test"]
+    seeds, epochs, batch = (2, 1, 64) if args.quick else (5, 5, 64)
+    Xt, yt = torch.from_numpy(Xtr), torch.from_numpy(ytr)
+    acc = {"fastbp": [], "torch": []}
+    for seed in range(seeds):
+        fbm, (emb, dense, sopt, dopt) = _pos_pair(E.shape[0], E, n_tags, seed)
+        fbm.fit(Xtr, ytr, epochs=epochs, batch_size=batch, seed=seed)
+        acc["fastbp"].append(fbm.evaluate(Xte, yte)["accuracy"])
+        rng = np.random.default_rng(seed)
+        for _ in range(epochs):
+            _torch_epoch(emb, dense, sopt, dopt, Xt, yt,
+                         torch.from_numpy(rng.permutation(Xtr.shape[0])), batch)
+        acc["torch"].append(_torch_accuracy(emb, dense, Xte, yte))
+        print(f"   seed {seed}: fastbp {acc['fastbp'][-1]:.2%}, torch {acc['torch'][-1]:.2%}",
+              flush=True)
+    f, t = np.array(acc["fastbp"]), np.array(acc["torch"])
+    rep.add_row(workload="pos_seeds",
+                measure=f"POS test accuracy after {epochs} epoch(s), mean (min-max) over "
+                        f"{seeds} seeds, same initial weights",
+                torch=f"{t.mean():.2%} ({t.min():.2%}-{t.max():.2%})",
+                fastbp=f"{f.mean():.2%} ({f.min():.2%}-{f.max():.2%})", jax="",
+                fb_vs_torch=f"{100 * (f.mean() - t.mean()):+.2f} points", jax_vs_torch="",
+                target="acc >= torch's", met=verdict(f.mean() >= t.mean()))
+    rep.note("pos_seeds per seed (fastbp, torch): " + ", ".join(
+        f"{a:.2%}/{b:.2%}" for a, b in zip(f, t)) + f"; fastbp ahead in "
+        f"{int((f > t).sum())} of {seeds}")
+
+
 def workload_pos(args, rep: Report):
     """The POS tagger of examples/pos_tagger.py, fastbp against PyTorch
     (nn.Embedding(sparse=True) + SparseAdam + Adam), 5 epochs each, from the same initial
@@ -236,36 +329,20 @@ def workload_pos(args, rep: Report):
     import numba
     import torch
 
-    data = os.environ.get("FASTBP_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
-    if not os.path.isdir(os.path.join(data, "ud-english-ewt")):
-        rep.note(f"pos skipped: no UD English EWT under {data}")
+    loaded = _pos_arrays(rep, "pos")
+    if loaded is None:
         return
-    arrays, E, n_tags = _pos_data(data)
+    arrays, E, n_tags = loaded
     (Xtr, ytr), (Xte, yte) = arrays["train"], arrays["test"]
     epochs = 1 if args.quick else 5
     batch = 64
     V = E.shape[0]
 
     def new_fastbp():
-        m = fb.Sequential([fb.layers.WindowEmbedding(V, 50, window=2, weights=E),
-                           fb.layers.Dense(250, 200, activation="relu"),
-                           fb.layers.Dense(200, n_tags)], seed=0)
-        m.compile(fb.optim.Adam(lr=1e-3), "softmax_cross_entropy")
-        return m
+        return _fastbp_pos(V, E, n_tags, 0)
 
     new_fastbp().fit(Xtr[:256], ytr[:256], epochs=1, batch_size=batch)  # compile/load kernels
-    fbm = new_fastbp()
-    emb, dense, sopt, dopt = _torch_window_model(torch, V, 50, 2, 200, n_tags, act="relu",
-                                                 weights=E)
-    # Both peers start from the same dense weights (torch's default initialisation), so
-    # that the accuracy comparison measures the training and not two initialisations
-    # (fastbp's default He-normal init gave 92.97-93.03% over three seeds, torch's init
-    # in fastbp 93.04-93.26%).
-    with torch.no_grad():
-        for layer, linear in zip(fbm.layers[1:], (dense[1], dense[3])):
-            layer.W[:] = linear.weight.numpy().T
-            layer.b[:] = linear.bias.numpy()
-    crit = torch.nn.CrossEntropyLoss()
+    fbm, (emb, dense, sopt, dopt) = _pos_pair(V, E, n_tags, seed=0)
     rng = np.random.default_rng(0)
     Xt, yt = torch.from_numpy(Xtr), torch.from_numpy(ytr)
     state = {"fb_epoch": 0}
@@ -279,20 +356,13 @@ def workload_pos(args, rep: Report):
     def torch_epoch():
         perm = torch.from_numpy(rng.permutation(Xtr.shape[0]))
         t0 = time.perf_counter()
-        for s in range(0, Xtr.shape[0], batch):
-            idx = perm[s:s + batch]
-            sopt.zero_grad()
-            dopt.zero_grad()
-            crit(dense(emb(Xt[idx])), yt[idx]).backward()
-            sopt.step()
-            dopt.step()
+        _torch_epoch(emb, dense, sopt, dopt, Xt, yt, perm, batch)
         return time.perf_counter() - t0
 
     times = alternate({"fastbp": fastbp_epoch, "torch": torch_epoch}, epochs, warmup=0)
     rep.add_times("pos epoch", times, "s")
     acc_fb = fbm.evaluate(Xte, yte)["accuracy"]
-    with torch.no_grad():
-        acc_t = float((dense(emb(torch.from_numpy(Xte))).argmax(1).numpy() == yte).mean())
+    acc_t = _torch_accuracy(emb, dense, Xte, yte)
     f, t = median(times["fastbp"]), median(times["torch"])
     rep.add_row(workload="pos", measure=f"UD EWT POS tagger epoch (204,577 tokens, batch 64, "
                                         f"Adam); test accuracy after {epochs} epoch(s)",
