@@ -7,7 +7,8 @@ sum over (i, s) with ids[i, s] == r of dL/dx[i, s*d:(s+1)*d].  Only those rows
 are touched; the padding row takes no gradient (PyTorch's padding_idx).
 
 The sum runs over positions sorted by (id, position), so every row's pieces are
-added in the same order whatever the number of threads.
+added in the same order whatever the number of threads.  Ids times batch * (2w+1)
+must fit in an int64 (V * positions < 2^63, far beyond any vocabulary).
 """
 from __future__ import annotations
 
@@ -54,12 +55,20 @@ def window_row_gradients(ids, gx, d, padding_id, rows, G):
     """
     m, S = ids.shape
     flat = ids.ravel()
-    order = np.argsort(flat, kind="mergesort")  # stable: ties keep position order
+    P = flat.shape[0]
+    # Sort (id, position) pairs packed into one int64 key, id * P + position: the keys
+    # are distinct, so any sort orders them as a stable sort of the ids would (ties
+    # by position), and numba's np.sort of int64 keys takes a third of the time of
+    # argsort(kind="mergesort") (2.4 against 7 us for a 64x5 batch).
+    keys = np.empty(P, dtype=np.int64)
+    for t in range(P):
+        keys[t] = flat[t] * P + t
+    keys.sort()
     n = 0
     prev = -1
-    for t in range(order.shape[0]):
-        pos = order[t]
-        r = flat[pos]
+    for t in range(P):
+        r = keys[t] // P
+        pos = keys[t] - r * P
         if r == padding_id:
             continue
         if r != prev:
