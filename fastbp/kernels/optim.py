@@ -18,6 +18,9 @@ from numba import prange
 from .._config import (PARALLEL_UPDATE_MIN, REDUCE_CHUNK, jit, jit_parallel,
                        jit_strict)
 
+#: Rows per block of a lazy Adam update run in parallel.
+SPARSE_ROW_BLOCK = 32
+
 SGD = 0
 ADAM = 1
 ADAGRAD = 2
@@ -101,15 +104,30 @@ def _adam_moments(d, m, v, w1, b2, w2):
 
 
 @jit
+def _adam_element(d, p, m, v, c):
+    # One element of a plain Adam step (gradient d already scaled and decayed):
+    # (new p, new m, new v, all finite).  c : the step's constants from _adam_scalars.
+    w1, b2, w2, step_, inv_bc2, eps_, big_ = c
+    mi, vi = _adam_moments(d, m, v, w1, b2, w2)
+    pn = p - step_ * (mi / (math.sqrt(vi) * inv_bc2 + eps_))
+    return pn, mi, vi, _finite(pn, big_) & _finite(mi, big_) & _finite(vi, big_)
+
+
+@jit
+def _adam_scalars(T, beta1, beta2, eps, step_size, bias_correction2_sqrt, big):
+    # The constants of an Adam step in the parameters' dtype T, for _adam_element.
+    return (T(1 - beta1), T(beta2), T(1 - beta2), T(step_size),
+            T(1.0 / bias_correction2_sqrt), T(eps), T(big))
+
+
+@jit
 def _adam_chunk(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, amsgrad,
                 decoupled, step_size, bias_correction2_sqrt, grad_scale, big):
     T = p.dtype.type
-    big_ = T(big)
-    w1, b2, w2 = T(1 - beta1), T(beta2), T(1 - beta2)
-    eps_, scale, wd = T(eps), T(grad_scale), T(weight_decay)
+    c = _adam_scalars(T, beta1, beta2, eps, step_size, bias_correction2_sqrt, big)
+    w1, b2, w2, step_, inv_bc2, eps_, big_ = c
+    scale, wd = T(grad_scale), T(weight_decay)
     decay = T(1 - lr * weight_decay)
-    step_ = T(step_size)
-    inv_bc2 = T(1.0 / bias_correction2_sqrt)
     use_l2 = weight_decay != 0 and not decoupled
     use_decay = weight_decay != 0 and decoupled
     bad = 0
@@ -133,13 +151,35 @@ def _adam_chunk(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, amsgrad,
         d = g[i] * scale
         pi = p[i] * decay if use_decay else p[i]
         d = d + wd * pi if use_l2 else d
-        mi, vi = _adam_moments(d, m[i], v[i], w1, b2, w2)
-        pn = pi - step_ * (mi / (math.sqrt(vi) * inv_bc2 + eps_))
-        ok = _finite(pn, big_) & _finite(mi, big_) & _finite(vi, big_)
+        pn, mi, vi, ok = _adam_element(d, pi, m[i], v[i], c)
         m[i] = mi if ok else m[i]
         v[i] = vi if ok else v[i]
         p[i] = pn if ok else p[i]
         bad += 0 if ok else 1
+    return bad
+
+
+@jit
+def _sparse_adam_rows(E, G, rows, u0, u1, m, v, hp, lr, bc, grad_scale, big):
+    """torch.optim.SparseAdam's step (plain Adam, eps outside the bias correction) on
+    the rows rows[u0:u1] of E, with gradients G[u0:u1]; m, v : (V, d).  The step's
+    constants are worked out once for all the rows: called once per row through
+    update_span, the set-up cost three times the arithmetic of a 50-wide row."""
+    T = E.dtype.type
+    bc2_sqrt = math.sqrt(bc[1])
+    c = _adam_scalars(T, hp[ADAM_BETA1], hp[ADAM_BETA2], hp[ADAM_EPS] / bc2_sqrt, lr / bc[0],
+                      bc2_sqrt, big)
+    scale = T(grad_scale)
+    bad = 0
+    for u in range(u0, u1):
+        r = rows[u]
+        p, g, mr, vr = E[r], G[u], m[r], v[r]
+        for i in range(p.shape[0]):
+            pn, mi, vi, ok = _adam_element(g[i] * scale, p[i], mr[i], vr[i], c)
+            mr[i] = mi if ok else mr[i]
+            vr[i] = vi if ok else vr[i]
+            p[i] = pn if ok else p[i]
+            bad += 0 if ok else 1
     return bad
 
 
@@ -390,7 +430,23 @@ def apply_sparse_update(code, E, G, rows, n_rows, state, hp, lr, step, grad_scal
     big = np.finfo(E.dtype).max
     bc = bias_corrections(code, hp, step)
     bad = 0
-    if parallel and n_rows * d >= PARALLEL_UPDATE_MIN // 4:
+    split = parallel and n_rows * d >= PARALLEL_UPDATE_MIN // 4
+    if code == ADAM and hp[ADAM_AMSGRAD] == 0 and hp[ADAM_WEIGHT_DECAY] == 0:
+        # SparseAdam's case, in fixed blocks of rows (the same at any thread count)
+        nb = (n_rows + SPARSE_ROW_BLOCK - 1) // SPARSE_ROW_BLOCK
+        counts = np.zeros(nb, dtype=np.int64)
+        if split:
+            for b in prange(nb):
+                counts[b] = _sparse_adam_rows(E, G, rows, b * SPARSE_ROW_BLOCK,
+                                              min(n_rows, (b + 1) * SPARSE_ROW_BLOCK),
+                                              state[0], state[1], hp, lr, bc, grad_scale, big)
+        else:
+            for b in range(nb):
+                counts[b] = _sparse_adam_rows(E, G, rows, b * SPARSE_ROW_BLOCK,
+                                              min(n_rows, (b + 1) * SPARSE_ROW_BLOCK),
+                                              state[0], state[1], hp, lr, bc, grad_scale, big)
+        return counts.sum()
+    if split:
         counts = np.zeros(n_rows, dtype=np.int64)
         for u in prange(n_rows):
             r = rows[u]
