@@ -119,3 +119,32 @@ def test_cached_callers_of_the_blas_kernels_run_from_the_cache(tmp_path):
     assert outputs[0] == outputs[1]
     assert [float(v) for v in outputs[0]] == [32 * 128 * 64.0, 64 * 128 * 32.0, 32 * 64 * 128.0]
     assert any(p.suffix == ".nbi" for p in tmp_path.rglob("*")), "nothing was cached"
+
+
+def test_first_run_after_compiling_equals_runs_from_the_cache(tmp_path):
+    """The process that compiles the kernels (an empty cache) and a later one that
+    loads them from the cache train to the same bits.  With LLVM's ``contract`` flag
+    the two fused different multiply-adds and differed in the last bits."""
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""
+        import hashlib
+        import numpy as np
+        import fastbp as fb
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((600, 40)).astype(np.float32)
+        y = rng.integers(0, 5, 600)
+        m = fb.Sequential([fb.layers.Dense(40, 64, activation="tanh"), fb.layers.Dense(64, 5)],
+                          seed=0)
+        m.compile(fb.optim.Adam(lr=1e-3), "softmax_cross_entropy")
+        m.fit(X, y, epochs=2, batch_size=64, seed=1)
+        print(hashlib.sha256(m.params.tobytes()).hexdigest())
+    """))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    digests = []
+    for _ in range(2):
+        run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             env=env, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        digests.append(run.stdout.split()[-1])
+    assert any(p.suffix == ".nbi" for p in (tmp_path / "cache").rglob("*")), "nothing cached"
+    assert digests[0] == digests[1]
