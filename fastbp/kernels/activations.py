@@ -64,6 +64,16 @@ TANH_Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04,
 
 
 @jit
+def horner32(x, coeffs):
+    """sum_k coeffs[k] x^k in float32 arithmetic (Horner's rule); coeffs : a tuple of
+    floats, lowest power first.  The loop has a constant trip count, so it unrolls."""
+    p = np.float32(coeffs[len(coeffs) - 1])
+    for k in range(len(coeffs) - 2, -1, -1):
+        p = p * x + np.float32(coeffs[k])
+    return p
+
+
+@jit
 def tanh32(x):
     """tanh of a float32, branch-free (a clamp and two Horner polynomials).
     NaN stays NaN: both clamp comparisons are False for it."""
@@ -71,18 +81,7 @@ def tanh32(x):
     x = c if x > c else x
     x = -c if x < -c else x
     x2 = x * x
-    p = np.float32(TANH_P[6])
-    p = p * x2 + np.float32(TANH_P[5])
-    p = p * x2 + np.float32(TANH_P[4])
-    p = p * x2 + np.float32(TANH_P[3])
-    p = p * x2 + np.float32(TANH_P[2])
-    p = p * x2 + np.float32(TANH_P[1])
-    p = p * x2 + np.float32(TANH_P[0])
-    q = np.float32(TANH_Q[3])
-    q = q * x2 + np.float32(TANH_Q[2])
-    q = q * x2 + np.float32(TANH_Q[1])
-    q = q * x2 + np.float32(TANH_Q[0])
-    return x * p / q
+    return x * horner32(x2, TANH_P) / horner32(x2, TANH_Q)
 
 
 @intrinsic
@@ -115,13 +114,8 @@ def exp32(x):
     n = np.floor(x * np.float32(LOG2E) + np.float32(0.5))
     n = n if n == n else np.float32(0)  # NaN
     r = np.float32(np.float64(x) - np.float64(n) * LN2)
-    p = np.float32(EXP_P[5])
-    p = p * r + np.float32(EXP_P[4])
-    p = p * r + np.float32(EXP_P[3])
-    p = p * r + np.float32(EXP_P[2])
-    p = p * r + np.float32(EXP_P[1])
-    p = p * r + np.float32(EXP_P[0])
-    y = (p * r * r + r + np.float32(1)) * _float32_from_bits((np.int32(n) + 127) << 23)
+    y = (horner32(r, EXP_P) * r * r + r + np.float32(1)) * _float32_from_bits(
+        (np.int32(n) + 127) << 23)
     return np.float32(0) if underflow else y
 
 
