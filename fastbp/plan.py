@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import engine as _engine
+from .kernels.embedding import table_size
 from .layers.embedding import WindowEmbedding
 from .threads import parallel_enabled
 
@@ -112,7 +113,8 @@ class Plan:
             self.xb = self.dummy_x
             self.idsb = np.empty((batch, w.width), dtype=_I64)
             self.xwin = np.empty((batch, w.width * w.dim), dtype=dt)
-            self.emb_rows = np.empty(batch * w.width, dtype=_I64)
+            positions = batch * w.width
+            self.emb_rows = np.empty(positions + table_size(positions), dtype=_I64)
             self.emb_grad = np.empty((batch * w.width, w.dim), dtype=dt)
         self.capacity = batch
 

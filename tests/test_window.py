@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
-from fastbp.kernels.embedding import gather_windows, window_row_gradients
+from fastbp.kernels.embedding import gather_windows, table_size, window_row_gradients
 
 
 def _window_model(V=40, dim=3, window=1, hidden=6, classes=4, dtype="float64", seed=0,
@@ -37,18 +37,40 @@ def test_row_gradients_accumulate_repeats_like_add_at(padding_id):
     gx = rng.standard_normal((20, 3 * 4))
     rows = np.empty(60, dtype=np.int64)
     G = np.empty((60, 4))
-    n = window_row_gradients(ids, gx, 4, padding_id, rows, G)
+    table = np.empty(table_size(60), dtype=np.int64)
+    n = window_row_gradients(ids, gx, 4, padding_id, rows, G, table)
     dense = np.zeros((6, 4))
     np.add.at(dense, ids.ravel(), gx.reshape(60, 4))
     if padding_id >= 0:
         dense[padding_id] = 0
-    want_rows = np.array(sorted(set(ids.ravel()) - {padding_id}))
+    # The distinct ids in the order they first occur.
+    _, first = np.unique(ids.ravel(), return_index=True)
+    want_rows = np.array([r for r in ids.ravel()[np.sort(first)] if r != padding_id])
     np.testing.assert_array_equal(rows[:n], want_rows)
     np.testing.assert_allclose(G[:n], dense[want_rows], rtol=1e-14, atol=1e-15)
     # NumPy's fancy-index += would have lost the repeats:
     lossy = np.zeros((6, 4))
     lossy[ids.ravel()] += gx.reshape(60, 4)
     assert not np.allclose(lossy[want_rows], dense[want_rows])
+
+
+@pytest.mark.parametrize("high", [64, 2**31, 2**62])
+def test_row_gradients_hash_any_ids(high):
+    """The id -> row hash table stays correct when many ids share a bucket (ids that
+    are multiples of the table size) and for ids beyond 2^31 (its product wraps)."""
+    rng = np.random.default_rng(high % 1000)
+    ids = rng.integers(0, high, (64, 5))
+    ids[::3, 0] = np.arange(22) * 1024 % high  # the same low bits
+    ids[5:9, 2] = ids[0, 1]  # a repeat
+    gx = rng.standard_normal((64, 5 * 3))
+    P = ids.size
+    rows, G = np.empty(P, dtype=np.int64), np.empty((P, 3))
+    n = window_row_gradients(ids, gx, 3, -1, rows, G, np.empty(table_size(P), np.int64))
+    assert n == len(set(ids.ravel().tolist()))
+    got = dict(zip(rows[:n].tolist(), G[:n]))
+    for r in set(ids.ravel().tolist()):
+        want = gx.reshape(P, 3)[ids.ravel() == r].sum(axis=0)
+        np.testing.assert_allclose(got[r], want, rtol=1e-13, atol=1e-14)
 
 
 @pytest.mark.parametrize("fused", [True, False])

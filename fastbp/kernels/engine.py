@@ -17,8 +17,8 @@ the gradient flowing down; ``row_loss`` : float64 (batch,).
 A window model (a WindowEmbedding layer in front of the table's layers) adds
 ``ids`` (batch, 2w+1) int64 windows, the table ``E`` (V, d), its lazy optimizer
 state ``emb_state`` (k, V, d) and step count ``emb_step`` (1,), the work
-buffers ``xwin`` (batch, (2w+1) d), ``emb_rows`` and ``emb_grad`` (batch (2w+1),
-d), and ``emb_cfg`` = int64 [enabled, padding_id, trainable].  Dense models pass
+buffers ``xwin`` (batch, (2w+1) d), ``emb_grad`` (batch (2w+1), d) and ``emb_rows``
+(batch (2w+1) touched rows, then the id hash table of window_row_gradients), and ``emb_cfg`` = int64 [enabled, padding_id, trainable].  Dense models pass
 tiny dummies with enabled = 0.
 
 ``opt_step`` : int64 (1,) the optimizer's step count; ``rng_step`` : int64 (1,)
@@ -151,7 +151,9 @@ def train_step(table, ftable, params, grads, x, ids, yf, yi, acts, gbuf, row_los
                   training, fine_tune, parallel)
     n_rows = 0
     if fine_tune:
-        n_rows = window_row_gradients(ids, gx, E.shape[1], emb_cfg[1], emb_rows, emb_grad)
+        P = emb_grad.shape[0]
+        n_rows = window_row_gradients(ids, gx, E.shape[1], emb_cfg[1], emb_rows[:P], emb_grad,
+                                      emb_rows[P:])
     if clip_norm > 0:
         # Clipping needs the global norm, which also tells whether all are finite.
         sq = squared_norm(grads, parallel)

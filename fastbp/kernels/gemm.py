@@ -8,12 +8,18 @@ blocks run in parallel, so the numbers are the same for any number of threads.
 
 The output ``out (m, n)`` of a product of at least ``MIN_SPLIT_WORK``
 multiply-adds is cut along its longer side into up to ``GEMM_BLOCKS`` blocks of
-at least ``MIN_BLOCK`` rows or columns (multiples of 16).  Every block is a
-whole product over the inner dimension, so no partial sums are added afterwards:
+at least ``MIN_BLOCK`` rows or columns.  Every block but the last is the
+multiple of 16 nearest to an equal share; the last takes the rest (a side of 200
+splits 96 + 104: 43 us for a 64x250x200 product on two threads, against 46 us
+for 112 + 88).  Every block is a whole product over the inner dimension, so no
+partial sums are added afterwards:
 
 * forward      out = x W        rows of x, or columns of W;
 * input grad   g_in = g W^T     rows of g, or rows of W;
 * weight grad  dW = x^T g       columns of x, or columns of g.
+
+:func:`matmul_pair` runs two independent products side by side instead, each
+whole on its own thread (a dense layer's dW and g_in).
 
 The blocks are strided views handed to BLAS with their leading dimensions
 (:mod:`fastbp.kernels.blas`), so nothing is copied or allocated.
@@ -27,28 +33,39 @@ from .blas import gemm
 
 
 @jit
-def block_size(length):
-    """Rows (or columns) per block when a side of ``length`` is split: up to
-    GEMM_BLOCKS blocks of at least MIN_BLOCK, each a multiple of 16 (``length``
-    itself when too short to split)."""
-    blocks = min(GEMM_BLOCKS, length // MIN_BLOCK)
-    if blocks <= 1:
-        return length
-    size = (length + blocks - 1) // blocks
-    return (size + 15) // 16 * 16
+def n_blocks(length):
+    """How many blocks a side of ``length`` is cut into (1: not split)."""
+    return max(1, min(GEMM_BLOCKS, length // MIN_BLOCK))
 
 
 @jit
-def _block(A, B, out, by_rows, size, b):
-    # Block b of out <- A B: rows (or columns) b*size up to (b+1)*size.
+def block_size(length):
+    """Rows (or columns) of every block but the last when a side of ``length`` is
+    split: the multiple of 16 nearest to length / n_blocks(length) (``length``
+    itself when too short to split)."""
+    blocks = n_blocks(length)
+    if blocks == 1:
+        return length
+    return (2 * length + 16 * blocks) // (32 * blocks) * 16
+
+
+@jit
+def _block(A, B, out, by_rows, size, b, last):
+    # Block b of out <- A B: rows (or columns) b*size up to (b+1)*size, or to the end.
     if by_rows:
         i0 = b * size
-        i1 = min(out.shape[0], i0 + size)
+        i1 = out.shape[0] if last else i0 + size
         gemm(A[i0:i1], B, out[i0:i1], 0.0)
     else:
         j0 = b * size
-        j1 = min(out.shape[1], j0 + size)
+        j1 = out.shape[1] if last else j0 + size
         gemm(A, B[:, j0:j1], out[:, j0:j1], 0.0)
+
+
+@jit
+def worth_splitting(A, out):
+    """Whether the product into ``out`` is large enough to run on more than one thread."""
+    return out.shape[0] * out.shape[1] * A.shape[1] >= MIN_SPLIT_WORK
 
 
 @jit_parallel
@@ -58,11 +75,28 @@ def matmul(A, B, out, parallel):
     m, n = out.shape
     by_rows = m >= n
     side = m if by_rows else n
-    size = block_size(side) if m * n * A.shape[1] >= MIN_SPLIT_WORK else side
-    nb = (side + size - 1) // max(size, 1)
+    nb = n_blocks(side) if worth_splitting(A, out) else 1
+    size = block_size(side) if nb > 1 else side
     if parallel and nb > 1:
         for b in prange(nb):
-            _block(A, B, out, by_rows, size, b)
+            _block(A, B, out, by_rows, size, b, b == nb - 1)
     else:
         for b in range(nb):
-            _block(A, B, out, by_rows, size, b)
+            _block(A, B, out, by_rows, size, b, b == nb - 1)
+
+
+@jit_parallel
+def matmul_pair(A1, B1, out1, A2, B2, out2, parallel):
+    """out1 <- A1 B1 and out2 <- A2 B2, two independent whole products, side by side
+    on two threads when ``parallel``.  Each is one BLAS call, so the numbers do not
+    depend on the thread count.  For a 64x250x200 layer's dW and g_in: 79 us,
+    against 86 us for the two products one after the other, each split in two."""
+    if parallel:
+        for t in prange(2):
+            if t == 0:
+                gemm(A1, B1, out1, 0.0)
+            else:
+                gemm(A2, B2, out2, 0.0)
+    else:
+        gemm(A1, B1, out1, 0.0)
+        gemm(A2, B2, out2, 0.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_int
-from ..kernels.embedding import gather_windows, window_row_gradients
+from ..kernels.embedding import gather_windows, table_size, window_row_gradients
 from ..threads import parallel_enabled
 from .base import Layer
 
@@ -119,10 +119,12 @@ class WindowEmbedding(Layer):
     def backward(self, g):
         """Sum dL/dx into per-row gradients: sets ``rows``/``row_grads``/``n_rows``."""
         n = self._ids.size
-        self.rows = self._buffer("rows", (n,), np.int64)
+        work = self._buffer("rows", (n + table_size(n),), np.int64)
+        self.rows = work[:n]
         self.row_grads = self._buffer("G", (n, self.dim), self._E.dtype)
         self.n_rows = window_row_gradients(self._ids, np.ascontiguousarray(g), self.dim,
-                                           self.padding_code, self.rows, self.row_grads)
+                                           self.padding_code, self.rows, self.row_grads,
+                                           work[n:])
         return None
 
     def get_config(self):
