@@ -267,27 +267,6 @@ def test_matmul_blocks_parallel_equals_serial_bitwise(shape, dtype):
         np.testing.assert_allclose(outs[0], expect, rtol=tol * scale, atol=tol * scale)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_matmul_pair_parallel_equals_serial_bitwise(dtype):
-    """A dense layer's dW = x^T g and g_in = g W^T side by side: the same bits with and
-    without a parallel region, and the products numpy gives."""
-    from fastbp.kernels import gemm
-    rng = rng_for("matmul-pair", np.dtype(dtype).name)
-    m, k, n = 64, 250, 200
-    x, W, g = (rng.standard_normal(s).astype(dtype) for s in ((m, k), (k, n), (m, n)))
-    outs = []
-    for parallel in (False, True):
-        dW, g_in = np.full((k, n), np.nan, dtype), np.full((m, k), np.nan, dtype)
-        gemm.matmul_pair(x.T, g, dW, g, W.T, g_in, parallel)
-        outs.append((dW, g_in))
-    for a, b in zip(*outs):
-        np.testing.assert_array_equal(a, b)
-    tol = (1e-4 if dtype == np.float32 else 1e-12) * np.sqrt(n)
-    x64, W64, g64 = x.astype(np.float64), W.astype(np.float64), g.astype(np.float64)
-    np.testing.assert_allclose(outs[0][0], x64.T @ g64, rtol=tol, atol=tol)
-    np.testing.assert_allclose(outs[0][1], g64 @ W64.T, rtol=tol, atol=tol)
-
-
 def test_block_size_is_fixed_by_the_shape():
     from fastbp.kernels import gemm
     assert gemm.block_size(_config.MIN_BLOCK * _config.GEMM_BLOCKS - 1) == \

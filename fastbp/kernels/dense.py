@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .._config import jit
 from .elementwise import bias_activate, column_sums, scale_by_derivative
-from .gemm import matmul, matmul_pair, worth_splitting
+from .gemm import matmul
 
 
 @jit
@@ -44,10 +44,6 @@ def dense_backward(x, a, W, g, dW, db, g_in, act, slope, need_input_grad, parall
     """
     scale_by_derivative(g, a, act, slope, parallel)
     column_sums(g, db)
-    if need_input_grad and worth_splitting(x.T, dW) and worth_splitting(g, g_in):
-        # Two products large enough for two threads: one each, whole.
-        matmul_pair(x.T, g, dW, g, W.T, g_in, parallel)
-        return
     matmul(x.T, g, dW, parallel)
     if need_input_grad:
         matmul(g, W.T, g_in, parallel)

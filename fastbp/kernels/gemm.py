@@ -18,9 +18,6 @@ partial sums are added afterwards:
 * input grad   g_in = g W^T     rows of g, or rows of W;
 * weight grad  dW = x^T g       columns of x, or columns of g.
 
-:func:`matmul_pair` runs two independent products side by side instead, each
-whole on its own thread (a dense layer's dW and g_in).
-
 The blocks are strided views handed to BLAS with their leading dimensions
 (:mod:`fastbp.kernels.blas`), so nothing is copied or allocated.
 """
@@ -83,20 +80,3 @@ def matmul(A, B, out, parallel):
     else:
         for b in range(nb):
             _block(A, B, out, by_rows, size, b, b == nb - 1)
-
-
-@jit_parallel
-def matmul_pair(A1, B1, out1, A2, B2, out2, parallel):
-    """out1 <- A1 B1 and out2 <- A2 B2, two independent whole products, side by side
-    on two threads when ``parallel``.  Each is one BLAS call, so the numbers do not
-    depend on the thread count.  For a 64x250x200 layer's dW and g_in: 79 us,
-    against 86 us for the two products one after the other, each split in two."""
-    if parallel:
-        for t in prange(2):
-            if t == 0:
-                gemm(A1, B1, out1, 0.0)
-            else:
-                gemm(A2, B2, out2, 0.0)
-    else:
-        gemm(A1, B1, out1, 0.0)
-        gemm(A2, B2, out2, 0.0)
