@@ -410,13 +410,11 @@ def apply_update(code, p, g, state, hp, lr, step, grad_scale, parallel):
     bc = bias_corrections(code, hp, step)
     bad = 0
     if parallel and n >= PARALLEL_UPDATE_MIN:
-        counts = np.zeros(nchunks, dtype=np.int64)
+        # An integer sum, so a prange reduction gives the same count in any order.
         for c in prange(nchunks):
-            counts[c] = update_span(code, p, g, s0, s1, s2, c * REDUCE_CHUNK,
-                                    min(n, (c + 1) * REDUCE_CHUNK), hp, lr, step, bc, grad_scale,
-                                    False, big)
-        for c in range(nchunks):
-            bad += counts[c]
+            bad += update_span(code, p, g, s0, s1, s2, c * REDUCE_CHUNK,
+                               min(n, (c + 1) * REDUCE_CHUNK), hp, lr, step, bc, grad_scale,
+                               False, big)
     else:
         for c in range(nchunks):
             bad += update_span(code, p, g, s0, s1, s2, c * REDUCE_CHUNK,
@@ -444,23 +442,19 @@ def apply_sparse_update(code, E, G, rows, n_rows, state, hp, lr, step, grad_scal
         # SparseAdam's case, in fixed blocks of rows (the same at any thread count)
         nb = (n_rows + SPARSE_ROW_BLOCK - 1) // SPARSE_ROW_BLOCK
         if split:
-            counts = np.zeros(nb, dtype=np.int64)
             for b in prange(nb):
-                counts[b] = _sparse_adam_rows(E, G, rows, b * SPARSE_ROW_BLOCK,
-                                              min(n_rows, (b + 1) * SPARSE_ROW_BLOCK),
-                                              state[0], state[1], hp, lr, bc, grad_scale, big)
-            return counts.sum()
+                bad += _sparse_adam_rows(E, G, rows, b * SPARSE_ROW_BLOCK,
+                                         min(n_rows, (b + 1) * SPARSE_ROW_BLOCK),
+                                         state[0], state[1], hp, lr, bc, grad_scale, big)
+            return bad
         return _sparse_adam_rows(E, G, rows, 0, n_rows, state[0], state[1], hp, lr, bc,
                                  grad_scale, big)
     if split:
-        counts = np.zeros(n_rows, dtype=np.int64)
         for u in prange(n_rows):
             r = rows[u]
-            counts[u] = update_span(code, E[r], G[u], state[0, r], state[min(1, k - 1), r],
-                                    state[min(2, k - 1), r], 0, d, hp, lr, step, bc, grad_scale,
-                                    True, big)
-        for u in range(n_rows):
-            bad += counts[u]
+            bad += update_span(code, E[r], G[u], state[0, r], state[min(1, k - 1), r],
+                               state[min(2, k - 1), r], 0, d, hp, lr, step, bc, grad_scale, True,
+                               big)
     else:
         for u in range(n_rows):
             r = rows[u]
