@@ -267,6 +267,39 @@ def test_matmul_blocks_parallel_equals_serial_bitwise(shape, dtype):
         np.testing.assert_allclose(outs[0], expect, rtol=tol * scale, atol=tol * scale)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(64, 250, 200), (128, 784, 512), (130, 300, 131),
+                                   (1024, 300, 256), (64, 200, 250)], ids=shape_id)
+def test_forward_product_parallel_equals_serial_bitwise(shape, dtype):
+    """A layer's forward product, cut along the inputs where its backward is (partial
+    products added in block order) and along the output elsewhere: the same bits with
+    and without a parallel region, and the product numpy gives."""
+    from fastbp.kernels import gemm
+    m, k, n = shape
+    rng = rng_for("forward-product", shape, np.dtype(dtype).name)
+    x = rng.standard_normal((m, k)).astype(dtype)
+    W = rng.standard_normal((k, n)).astype(dtype)
+    outs = []
+    for parallel in (False, True):
+        out = np.full((m, n), np.nan, dtype=dtype)
+        gemm.forward_product(x, W, out, parallel)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    tol = (1e-4 if dtype == np.float32 else 1e-12) * np.sqrt(k)
+    np.testing.assert_allclose(outs[0], x.astype(np.float64) @ W, rtol=tol, atol=tol)
+
+
+def test_forward_product_splits_inputs_where_the_backward_does():
+    from fastbp.kernels import gemm
+
+    def splits(m, k, n):
+        return gemm.splits_inputs(np.empty((m, k)), np.empty((k, n)), np.empty((m, n)))
+    assert splits(64, 250, 200) and splits(128, 784, 512) and splits(128, 512, 256)
+    assert not splits(1024, 784, 512)   # g_in (1024, 784) is cut by rows
+    assert not splits(64, 200, 250)     # dW (200, 250) is cut by columns
+    assert not splits(32, 128, 64)      # too small to split at all
+
+
 def test_block_size_is_fixed_by_the_shape():
     from fastbp.kernels import gemm
     assert gemm.block_size(_config.MIN_BLOCK * _config.GEMM_BLOCKS - 1) == \

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .._config import jit
 from .elementwise import bias_activate, column_sums, scale_by_derivative
-from .gemm import matmul
+from .gemm import forward_product, matmul
 
 
 @jit
@@ -29,7 +29,7 @@ def dense_forward(x, W, b, out, act, slope, parallel):
     out : float (batch, n_out), written; act : activation code; slope : leaky-ReLU
     slope.
     """
-    matmul(x, W, out, parallel)
+    forward_product(x, W, out, parallel)
     bias_activate(out, b, act, slope, parallel)
 
 
