@@ -67,7 +67,8 @@ class DenseKernels:
         self.db = np.empty_like(self.b)
         self.g_in = np.empty_like(self.x)
         common = dict(x=self.x, W=self.W, b=self.b, a=self.a, out=self.a, g=self.g, dW=self.dW,
-                      db=self.db, g_in=self.g_in, act=_act.RELU, slope=0.0,
+                      db=self.db, g_in=self.g_in, work=np.empty(m * n_out, dtype),
+                      act=_act.RELU, slope=0.0,
                       parallel=parallel_enabled())
         self.fwd_args = bind_by_name(_dense.dense_forward, **common)
         self.bwd_args = bind_by_name(_dense.dense_backward, need_input_grad=True, **common)
@@ -105,7 +106,7 @@ class Activations:
         self.dW, self.db = np.empty_like(self.W), np.empty_like(self.b)
         self.g_in = np.empty_like(self.x)
         common = dict(x=self.x, W=self.W, b=self.b, a=self.out, out=self.out, g=self.g,
-                      dW=self.dW, db=self.db, g_in=self.g_in,
+                      dW=self.dW, db=self.db, g_in=self.g_in, work=np.empty(256 * 512, np.float32),
                       act=_act.CODES[None if activation == "none" else activation], slope=0.01,
                       parallel=parallel_enabled())
         self.fwd_args = bind_by_name(_dense.dense_forward, **common)

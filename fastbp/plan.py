@@ -10,6 +10,7 @@ import numpy as np
 
 from .kernels import engine as _engine
 from .kernels.embedding import table_size
+from .kernels.gemm import forward_work_size
 from .layers.embedding import WindowEmbedding
 from .threads import parallel_enabled
 
@@ -97,7 +98,9 @@ class Plan:
         dt = self.dtype
         widest = max([self.input_width] + list(self.widths))
         self.acts = np.empty(batch * sum(self.widths), dtype=dt)
-        self.gbuf = np.empty(2 * batch * widest, dtype=dt)
+        # Two halves for the gradient flowing down; in the forward pass, the dense
+        # layers' work array (gemm.forward_product).
+        self.gbuf = np.empty(max(2 * batch * widest, forward_work_size(batch, widest)), dtype=dt)
         self.row_loss = np.empty(batch, dtype=np.float64)
         n_out = self.model.n_out
         self.ybf = np.empty((batch, n_out), dtype=dt)
@@ -148,7 +151,7 @@ class Plan:
     def predict(self, inputs, out, batch_size):
         x, ids = self.split(inputs)
         _engine.predict(self.table, self.ftable, self.model.params, x, ids, out, self.acts,
-                        self.xwin, self.E, self.emb_cfg, batch_size, parallel_enabled())
+                        self.gbuf, self.xwin, self.E, self.emb_cfg, batch_size, parallel_enabled())
 
     def evaluate(self, inputs, yf, yi, batch_size):
         x, ids = self.split(inputs)

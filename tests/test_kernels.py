@@ -109,8 +109,8 @@ def test_dense_forward(shape, act, dtype, parallel):
     _, x, W, b = _dense_inputs(shape, act, dtype)
     x0, W0, b0 = x.copy(), W.copy(), b.copy()
     out = np.full((m, n_out), np.nan, dtype=dtype)
-    call_kernel(kdense.dense_forward, x=x, W=W, b=b,
-                out=out, act=code(act), slope=SLOPE, parallel=parallel)
+    call_kernel(kdense.dense_forward, x=x, W=W, b=b, out=out, work=np.empty(m * n_out, dtype),
+                act=code(act), slope=SLOPE, parallel=parallel)
     expected = ref.dense_forward(x, W, b, act, SLOPE)
     tol = rtol_for(dtype) * (ref.dense_forward_bound(x, W, b) + np.abs(expected))
     assert out.dtype == dtype
@@ -160,8 +160,9 @@ def test_dense_forward_is_deterministic_and_parallel_equals_serial(dtype):
         outs = []
         for parallel in (False, True, True):
             out = np.full((m, n_out), np.nan, dtype=dtype)
-            call_kernel(kdense.dense_forward, x=x, W=W, b=b,
-                        out=out, act=code("tanh"), slope=SLOPE, parallel=parallel)
+            call_kernel(kdense.dense_forward, x=x, W=W, b=b, out=out,
+                        work=np.empty(m * n_out, dtype), act=code("tanh"), slope=SLOPE,
+                        parallel=parallel)
             outs.append(out)
         np.testing.assert_array_equal(outs[0], outs[1], err_msg=str(shape))
         np.testing.assert_array_equal(outs[1], outs[2], err_msg=str(shape))
@@ -282,7 +283,7 @@ def test_forward_product_parallel_equals_serial_bitwise(shape, dtype):
     outs = []
     for parallel in (False, True):
         out = np.full((m, n), np.nan, dtype=dtype)
-        gemm.forward_product(x, W, out, parallel)
+        gemm.forward_product(x, W, out, np.empty(gemm.forward_work_size(m, n), dtype), parallel)
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
     tol = (1e-4 if dtype == np.float32 else 1e-12) * np.sqrt(k)

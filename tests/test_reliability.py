@@ -89,9 +89,9 @@ def test_cached_callers_of_the_blas_kernels_run_from_the_cache(tmp_path):
         numba.get_num_threads()  # before the cached callers load (fastbp.kernels' docstring)
 
         @numba.njit(cache=True)
-        def forward(n, x, W, b, a):
+        def forward(n, x, W, b, a, work):
             for _ in range(n):
-                dense_forward(x, W, b, a, 1, 0.0, False)
+                dense_forward(x, W, b, a, work, 1, 0.0, False)
 
         @numba.njit(cache=True)
         def backward(n, x, a, W, g, dW, db, gin):
@@ -102,7 +102,7 @@ def test_cached_callers_of_the_blas_kernels_run_from_the_cache(tmp_path):
         x = np.ones((m, k), np.float32)
         W = np.ones((k, n), np.float32)
         a = np.zeros((m, n), np.float32)
-        forward(2, x, W, np.zeros(n, np.float32), a)
+        forward(2, x, W, np.zeros(n, np.float32), a, np.empty(m * n, np.float32))
         g = np.ones((m, n), np.float32)
         dW, db, gin = np.zeros_like(W), np.zeros(n, np.float32), np.zeros_like(x)
         backward(2, x, a, W, g, dW, db, gin)

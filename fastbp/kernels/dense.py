@@ -22,14 +22,15 @@ from .gemm import forward_product, matmul
 
 
 @jit
-def dense_forward(x, W, b, out, act, slope, parallel):
+def dense_forward(x, W, b, out, work, act, slope, parallel):
     """out <- f(x W + b).
 
     x : float (batch, n_in); W : float (n_in, n_out); b : float (n_out,);
-    out : float (batch, n_out), written; act : activation code; slope : leaky-ReLU
-    slope.
+    out : float (batch, n_out), written; work : flat work array of
+    gemm.forward_work_size(batch, n_out) or more; act : activation code; slope :
+    leaky-ReLU slope.
     """
-    forward_product(x, W, out, parallel)
+    forward_product(x, W, out, work, parallel)
     bias_activate(out, b, act, slope, parallel)
 
 

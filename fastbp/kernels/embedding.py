@@ -85,16 +85,16 @@ def window_row_gradients(ids, gx, d, padding_id, rows, G, table):
             h = _bucket(r, mask)
             while table[h] >= 0 and rows[table[h]] != r:
                 h = (h + 1) & mask
-            u = table[h]
             base = s * d
-            g = G[n] if u < 0 else G[u]
-            if u < 0:
+            if table[h] < 0:  # the id's first occurrence: a new row
                 table[h] = n
                 rows[n] = r
+                g = G[n]
                 n += 1
                 for j in range(d):
                     g[j] = src[base + j]
             else:
+                g = G[table[h]]
                 for j in range(d):
                     g[j] += src[base + j]
     return n

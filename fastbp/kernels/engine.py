@@ -18,7 +18,8 @@ A window model (a WindowEmbedding layer in front of the table's layers) adds
 ``ids`` (batch, 2w+1) int64 windows, the table ``E`` (V, d), its lazy optimizer
 state ``emb_state`` (k, V, d) and step count ``emb_step`` (1,), the work
 buffers ``xwin`` (batch, (2w+1) d), ``emb_grad`` (batch (2w+1), d) and ``emb_rows``
-(batch (2w+1) touched rows, then the id hash table of window_row_gradients), and ``emb_cfg`` = int64 [enabled, padding_id, trainable].  Dense models pass
+(batch (2w+1) touched rows, then the id hash table of window_row_gradients), and
+``emb_cfg`` = int64 [enabled, padding_id, trainable].  Dense models pass
 tiny dummies with enabled = 0.
 
 ``opt_step`` : int64 (1,) the optimizer's step count; ``rng_step`` : int64 (1,)
@@ -50,8 +51,9 @@ SLOPE, P = 0, 1
 
 
 @jit
-def forward(table, ftable, params, x, acts, seed, drop_step, training, parallel):
-    """Run every layer on x (batch, n_in); returns the last layer's output, a view of acts."""
+def forward(table, ftable, params, x, acts, work, seed, drop_step, training, parallel):
+    """Run every layer on x (batch, n_in); returns the last layer's output, a view of acts.
+    work : the dense layers' work array (gbuf, which the forward pass does not use)."""
     m = x.shape[0]
     inp = x
     off = 0
@@ -63,8 +65,8 @@ def forward(table, ftable, params, x, acts, seed, drop_step, training, parallel)
             wo = table[l, W_OFF]
             bo = table[l, B_OFF]
             W = params[wo:wo + n_in * n_out].reshape((n_in, n_out))
-            dense_forward(inp, W, params[bo:bo + n_out], out, table[l, ACT], ftable[l, SLOPE],
-                          parallel)
+            dense_forward(inp, W, params[bo:bo + n_out], out, work, table[l, ACT],
+                          ftable[l, SLOPE], parallel)
         else:
             p = ftable[l, P]
             if training and p > 0:
@@ -140,7 +142,7 @@ def train_step(table, ftable, params, grads, x, ids, yf, yi, acts, gbuf, row_los
         m = x.shape[0]
         xin = x
     drop_step = rng_step[0]
-    out = forward(table, ftable, params, xin, acts, seed, drop_step, training, parallel)
+    out = forward(table, ftable, params, xin, acts, gbuf, seed, drop_step, training, parallel)
     n_last = out.shape[1]
     g = gbuf[0:m * n_last].reshape((m, n_last))
     loss = loss_and_grad(loss_code, out, yf, yi, g, row_loss, parallel)
@@ -274,14 +276,14 @@ def _inputs(X, IDS, start, stop, xwin, E, emb_cfg, parallel):
 
 
 @jit
-def predict(table, ftable, params, X, IDS, out, acts, xwin, E, emb_cfg, batch_size,
+def predict(table, ftable, params, X, IDS, out, acts, gbuf, xwin, E, emb_cfg, batch_size,
             parallel):
     """out <- the last layer's output for every row of X (or IDS), batch by batch."""
     n = out.shape[0]
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         xin = _inputs(X, IDS, start, stop, xwin, E, emb_cfg, parallel)
-        out[start:stop] = forward(table, ftable, params, xin, acts, 0, 0, False,
+        out[start:stop] = forward(table, ftable, params, xin, acts, gbuf, 0, 0, False,
                                   parallel)
 
 
@@ -300,7 +302,7 @@ def evaluate(table, ftable, params, X, IDS, Yf, Yi, loss_code, acts, gbuf, xwin,
         stop = min(n, start + batch_size)
         m = stop - start
         xin = _inputs(X, IDS, start, stop, xwin, E, emb_cfg, parallel)
-        o = forward(table, ftable, params, xin, acts, 0, 0, False, parallel)
+        o = forward(table, ftable, params, xin, acts, gbuf, 0, 0, False, parallel)
         k = o.shape[1]
         work = gbuf[0:m * k].reshape((m, k))
         if use_float_targets:
@@ -318,7 +320,7 @@ def loss_only(table, ftable, params, X, IDS, yf, yi, acts, gbuf, row_loss, xwin,
     """The batch-mean loss in inference mode (gradcheck's numeric side)."""
     n = IDS.shape[0] if emb_cfg[0] != 0 else X.shape[0]
     xin = _inputs(X, IDS, 0, n, xwin, E, emb_cfg, parallel)
-    out = forward(table, ftable, params, xin, acts, 0, 0, False, parallel)
+    out = forward(table, ftable, params, xin, acts, gbuf, 0, 0, False, parallel)
     n_last = out.shape[1]
     g = gbuf[0:n * n_last].reshape((n, n_last))
     return loss_and_grad(loss_code, out, yf, yi, g, row_loss, parallel)

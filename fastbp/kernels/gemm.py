@@ -30,7 +30,6 @@ The blocks are strided views handed to BLAS with their leading dimensions
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import prange
 
 from .._config import GEMM_BLOCKS, MIN_BLOCK, MIN_SPLIT_WORK, PARALLEL_MIN_WORK, jit, jit_parallel
@@ -116,14 +115,19 @@ def _add_partials_row(row, partial, i):
             row[j] += src[j]
 
 
+def forward_work_size(m, n):
+    """Length of the work array forward_product needs for an (m, n) output."""
+    return (GEMM_BLOCKS - 1) * m * n
+
+
 @jit_parallel
-def forward_product(x, W, out, parallel):
-    """out <- x W, a layer's forward product.  x : (m, k); W : (k, n); out : (m, n).
+def forward_product(x, W, out, work, parallel):
+    """out <- x W, a layer's forward product.  x : (m, k); W : (k, n); out : (m, n);
+    work : flat, at least forward_work_size(m, n) elements of out's dtype.
 
     Cut along the inputs when :func:`splits_inputs`, else as :func:`matmul`.  The
-    partial products go to a work array of (blocks - 1) m n allocated here (only
-    products of at least MIN_SPLIT_WORK multiply-adds take this path) and are added
-    in block order whatever the thread count.  The window model's 64x250x200 layer:
+    partial products go to ``work`` and are added in block order whatever the
+    thread count.  The window model's 64x250x200 layer:
     the Adam update of its weights 30.5 -> 21.2 us and the whole step 258 -> 246 us
     (V = 20k, 2 threads, 12 alternating runs), against splitting the output columns.
     """
@@ -134,7 +138,8 @@ def forward_product(x, W, out, parallel):
     k = x.shape[1]
     nb = n_blocks(k)
     size = block_size(k)
-    partial = np.empty((nb - 1, m, out.shape[1]), dtype=out.dtype)
+    n = out.shape[1]
+    partial = work[:(nb - 1) * m * n].reshape((nb - 1, m, n))
     if parallel:
         for b in prange(nb):
             _input_block(x, W, out, partial, size, b, b == nb - 1)

@@ -7,6 +7,7 @@ from .. import init as _init
 from .._validation import check_float, check_int
 from ..kernels import activations as _act
 from ..kernels.dense import dense_backward, dense_forward
+from ..kernels.gemm import forward_work_size
 from ..kernels.engine import DENSE
 from ..threads import parallel_enabled
 from .base import Layer
@@ -94,7 +95,9 @@ class Dense(Layer):
 
     def forward(self, x, training):
         out = self._buffer("a", (x.shape[0], self.n_out), x.dtype)
-        dense_forward(x, self.W, self.b, out, self.act_code, self.slope, parallel_enabled())
+        work = self._buffer("work", (forward_work_size(x.shape[0], self.n_out),), x.dtype)
+        dense_forward(x, self.W, self.b, out, work, self.act_code, self.slope,
+                      parallel_enabled())
         self._x = x
         self._a = out
         return out
