@@ -7,8 +7,7 @@
 """
 from . import callbacks, datasets, diagnostics, init, layers, losses, optim, schedules, text
 from .gradcheck import gradcheck
-from .io import load
-from .model import DivergenceError, History, Sequential
+from .model import DivergenceError, History, Input, Model, Sequential, load
 from .threads import get_num_threads, set_num_threads
 from .warmup import cache_dir, warmup
 from . import _cache
@@ -18,7 +17,7 @@ _cache.ensure_fresh()
 __version__ = "0.1.0"
 
 __all__ = [
-    "Sequential", "History", "DivergenceError", "layers", "losses", "optim", "schedules", "init",
+    "Model", "Sequential", "Input", "History", "DivergenceError", "layers", "losses", "optim", "schedules", "init",
     "text", "callbacks", "datasets", "diagnostics",
     "gradcheck", "load", "set_num_threads", "get_num_threads", "warmup", "cache_dir",
     "__version__",

@@ -22,6 +22,7 @@ _VERSION = "0.1.0"
 def _sources() -> list[str]:
     here = os.path.dirname(os.path.abspath(__file__))
     files = sorted(glob.glob(os.path.join(here, "kernels", "*.py")))
+    files += sorted(glob.glob(os.path.join(here, "engine", "*.py")))
     files.append(os.path.join(here, "_config.py"))
     return files
 
@@ -38,12 +39,13 @@ def sources_hash() -> str:
 
 def kernel_cache_dirs() -> set[str]:
     """The folders numba caches fastbp's kernels in (from the dispatchers themselves)."""
-    from .kernels import engine
+    from .engine import interpreter
+    from .kernels import dense
     dirs = set()
-    cache = getattr(engine.train_step, "_cache", None)
-    path = getattr(cache, "_cache_path", None)
-    if path:
-        dirs.add(path)
+    for fn in (interpreter.train_step, dense.dense_forward):
+        path = getattr(getattr(fn, "_cache", None), "_cache_path", None)
+        if path:
+            dirs.add(path)
     return dirs
 
 

@@ -98,15 +98,13 @@ class EarlyStopping(Callback):
 
 
 def _snapshot(model):
-    emb = model.window.E.copy() if model.window is not None else None
-    return model.params.copy(), emb
+    return model.params.copy(), model.tables.copy()
 
 
 def _restore(model, snapshot):
-    params, emb = snapshot
+    params, tables = snapshot
     model.params[...] = params
-    if emb is not None:
-        model.window.E[...] = emb
+    model.tables[...] = tables
 
 
 class LearningRateScheduler(Callback):

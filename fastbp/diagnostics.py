@@ -7,8 +7,8 @@ they vanish and with larger ones they explode.  Seed 003 adds the units that sto
 learning: ReLUs that never fire ("dead") and sigmoid/tanh units pinned at
 their flat ends ("saturated"), whose derivative is about zero.
 
-:func:`layer_statistics` runs the model's own kernels layer by layer (the
-per-layer path, inference mode) on one batch and reports, for each layer:
+:func:`layer_statistics` runs the model's own kernels node by node (the
+per-layer path, inference mode) on one batch and reports, for each layer call:
 
 ``activation_variance``
     variance of the layer's outputs over the batch and the units;
@@ -32,23 +32,25 @@ import math
 
 import numpy as np
 
-from .kernels.losses import loss_and_grad
-from .layers.dense import Dense
+from .engine import codes as C
+from .engine import interpreter as I
+from .engine.drivers import Layerwise
+from .kernels.losses import loss_count
 from .threads import parallel_enabled
 
 
 def layer_statistics(model, x, y) -> list[dict]:
-    """A list with one dict of statistics per layer (see the module docstring)."""
+    """A list with one dict of statistics per layer call (see the module docstring)."""
     model._require_compiled()
-    x = model._inputs(x, "x")
-    yf, yi = model._targets(y, x.shape[0])
-    model._workspace(x.shape[0])
-    stats = []
-    h = x
-    for layer in model.layers:
-        if hasattr(layer, "set_step"):
-            layer.set_step(model._dropout_seed, int(model._rng_step[0]))
-        h = np.ascontiguousarray(layer.forward(h, False))
+    data, m = model._data(x, y, "x")
+    model._workspace(m)
+    plan = model._plan
+    driver = Layerwise(plan)
+    driver.forward(data, m, training=False)
+    stats, entry_of = [], {}
+    for n in range(len(plan.inputs), plan.nodes.shape[0]):
+        layer = plan.node_layers[n]
+        h = plan.slot(int(plan.nodes[n, C.OUT]), m)
         entry = {"layer": layer.index, "name": type(layer).__name__,
                  "activation": getattr(layer, "activation", None),
                  "width": int(h.shape[1]), "activation_variance": float(h.var()),
@@ -60,23 +62,23 @@ def layer_statistics(model, x, y) -> list[dict]:
             entry["saturated_fraction"] = float(np.mean((h < 0.01) | (h > 0.99)))
         elif act == "tanh":
             entry["saturated_fraction"] = float(np.mean(np.abs(h) > 0.99))
+        entry_of[n] = entry
         stats.append(entry)
-    out = h
-    g = np.empty_like(out)
-    row_loss = np.empty(out.shape[0])
-    loss = loss_and_grad(model.loss.code, out, yf, yi, g, row_loss, parallel_enabled())
-    for layer in reversed(model.layers[model._first_param_layer:]):
-        entry = stats[layer.index]
+    par = parallel_enabled()
+    count = loss_count(model.loss.code, m, model.n_out)
+    loss = I.output_gradient(plan.tape, plan.work, data.yf, data.yi, m, count, par) / count
+    I.open_rows(plan.tape, plan.work)
+    for n in range(plan.nodes.shape[0] - 1, len(plan.inputs) - 1, -1):
+        out_v = int(plan.nodes[n, C.OUT])
+        if not plan.needs_grad(out_v):
+            continue
+        entry = entry_of[n]
+        g = plan.slot(out_v, m, grad=True)
         entry["output_gradient_variance"] = float(g.var())
-        g_next = layer.backward(g)
-        if isinstance(layer, Dense):
-            delta = layer._ws["delta"][:g.shape[0]]
-            entry["gradient_variance"] = float(delta.var())
-        else:
-            entry["gradient_variance"] = entry["output_gradient_variance"]
-        if g_next is None:
-            break
-        g = np.ascontiguousarray(g_next)
+        driver.backward_node(n, m, False, 0, False)
+        # a dense node leaves delta = dL/dz in its output's gradient slot
+        entry["gradient_variance"] = float(g.var()) if plan.nodes[n, C.KIND] == C.DENSE \
+            else entry["output_gradient_variance"]
     for entry in stats:
         entry["loss"] = float(loss)
     return stats

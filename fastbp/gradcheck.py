@@ -11,17 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from ._validation import check_float, check_int
-from .kernels.losses import loss_and_grad
-from .threads import parallel_enabled
+from .engine import codes as C
 
 
 def _float64_twin(model):
     """The same model in float64 (gradients must be checked in float64)."""
-    from .io import model_from_config
+    from .model import model_from_config
     twin = model_from_config(model.get_config(), dtype="float64")
     twin.params[:] = model.params
-    if model.window is not None:
-        twin.window.E[...] = model.window.E
+    twin.tables[:] = model.tables
     twin.compile(type(model.optimizer).from_config(model.optimizer.get_config()),
                  type(model.loss)(), fused=model.fused)
     return twin
@@ -33,8 +31,9 @@ def gradcheck(model, x, y, eps: float = 1e-6, max_per_array: int = 256, seed: in
 
     Parameters
     ----------
-    model : a compiled Sequential (a float32 model is checked through a float64 copy)
-    x, y : one batch
+    model : a compiled Model or Sequential (a float32 model is checked through a
+        float64 copy)
+    x, y : one batch (x: an array, or a list/dict for a model of several inputs)
     eps : the finite-difference step h
     max_per_array : arrays with more elements are checked on a random sample of this size
     return_details : also return {"layer.name": error}
@@ -45,19 +44,17 @@ def gradcheck(model, x, y, eps: float = 1e-6, max_per_array: int = 256, seed: in
     eps = check_float("eps", eps, low=0.0, low_open=True)
     max_per_array = check_int("max_per_array", max_per_array, 1)
     m = model if model.dtype == np.float64 else _float64_twin(model)
-    x = m._inputs(x, "x")
-    yf, yi = m._targets(y, x.shape[0])
-    m._workspace(x.shape[0])
+    data, rows = m._data(x, y, "x")
+    m._workspace(rows)
     m.compute_gradients(x, y)
     analytic = m.grads.copy()
+    plan = m._plan
+    tables = [(t, layer, m.embedding_gradient(layer).ravel(), _used_ids(plan, t, rows))
+              for t, layer in enumerate(m.embeddings) if plan.tables[t, C.TRAINABLE]]
     rng = np.random.default_rng(seed)
 
     def loss_at():
-        if m._plan.fusable:
-            return m._plan.loss_only(x, yf, yi)
-        out = m._forward_layers(x, False)
-        g = np.empty_like(out)
-        return loss_and_grad(m.loss.code, out, yf, yi, g, m._plan.row_loss, parallel_enabled())
+        return m._driver.loss_only(data, rows)
 
     def check(flat_params, flat_analytic, indices):
         num = np.empty(indices.shape[0])
@@ -79,17 +76,15 @@ def gradcheck(model, x, y, eps: float = 1e-6, max_per_array: int = 256, seed: in
         return np.sort(rng.choice(candidates, max_per_array, replace=False))
 
     details = {}
-    w = m.window
-    if w is not None and w.trainable:
+    for t, layer, dense, used in tables:
         # Only the rows the batch uses have a gradient; check their entries.
-        used = np.unique(x)
-        if w.padding_id is not None:
-            used = used[used != w.padding_id]
-        cols = np.arange(w.dim)
-        candidates = (used[:, None] * w.dim + cols[None, :]).ravel()
-        dense = m.embedding_gradient().ravel()
-        details["0.WindowEmbedding.E"] = check(w.E.reshape(-1), dense, sample(candidates))
-    for layer, offsets in zip(m.layers, m._offsets):
+        if layer.padding_id is not None:
+            used = used[used != layer.padding_id]
+        cols = np.arange(layer.dim)
+        candidates = (used[:, None] * layer.dim + cols[None, :]).ravel()
+        details[f"{layer.index}.{type(layer).__name__}.E"] = check(layer.E.reshape(-1), dense,
+                                                                   sample(candidates))
+    for layer, offsets in zip(m.layers, plan.layout.param_offsets):
         for name, off in offsets.items():
             size = layer.params[name].size
             idx = off + sample(np.arange(size))
@@ -97,3 +92,10 @@ def gradcheck(model, x, y, eps: float = 1e-6, max_per_array: int = 256, seed: in
                                                                             idx)
     worst = max(details.values()) if details else 0.0
     return (worst, details) if return_details else worst
+
+
+def _used_ids(plan, t, rows):
+    """The distinct ids the batch looks up in table t (from the id arena)."""
+    ids = [plan.slot(int(plan.operands[plan.nodes[n, C.ARG0], C.VALUE]), rows).ravel()
+           for n in plan.table_nodes(t)]
+    return np.unique(np.concatenate(ids))

@@ -1,4 +1,4 @@
-"""Saving and loading models without pickle.
+"""The checkpoint file format, without pickle (the model side is fastbp.model.persist).
 
 A checkpoint is an ``.npz`` archive read with ``allow_pickle=False``: a JSON
 document (architecture, optimizer and loss configuration, counters) stored as
@@ -17,7 +17,9 @@ import zipfile
 import numpy as np
 
 FORMAT = "fastbp-checkpoint"
-VERSION = 1
+#: 1: a Sequential with at most one embedding table; 2: any Model, tables in one buffer.
+VERSION = 2
+VERSIONS = (1, 2)
 
 
 def _umask() -> int:
@@ -26,43 +28,10 @@ def _umask() -> int:
     return mask
 
 
-def _layer_classes():
-    from .layers import Dense, Dropout, WindowEmbedding
-    return {"Dense": Dense, "Dropout": Dropout, "WindowEmbedding": WindowEmbedding}
-
-
-def model_from_config(config: dict, dtype=None):
-    from .model import Sequential
-    classes = _layer_classes()
-    layers = []
-    for spec in config["layers"]:
-        cls = classes.get(spec.get("class"))
-        if cls is None:
-            raise ValueError(f"unknown layer class {spec.get('class')!r} in the model config; "
-                             f"known: {sorted(classes)}")
-        layers.append(cls.from_config(spec["config"]))
-    return Sequential(layers, dtype=dtype or config["dtype"], seed=config["seed"])
-
-
-def save_model(model, path) -> None:
+def write_checkpoint(path, meta: dict, arrays: dict) -> None:
+    """Write ``arrays`` and the JSON document ``meta`` atomically to ``path``."""
     path = os.fspath(path)
-    meta = {"format": FORMAT, "version": VERSION, "model": model.get_config(),
-            "rng_step": int(model._rng_step[0]), "dropout_seed": int(model._dropout_seed),
-            "epoch": int(model.epoch), "shuffle_rng": model._shuffle_rng.bit_generator.state}
-    arrays = {"params": model.params}
-    if model.window is not None:
-        arrays["embedding"] = model.window.E
-        if model.window.state is not None:
-            arrays["embedding_state"] = model.window.state
-            meta["embedding_step"] = int(model.window.step[0])
-    if model.optimizer is not None:
-        from . import optim
-        meta["optimizer"] = {"class": type(model.optimizer).__name__,
-                             "config": model.optimizer.get_config(),
-                             "step": int(model.optimizer.step[0])}
-        meta["loss"] = model.loss.name
-        meta["fused"] = model.fused
-        arrays["optimizer_state"] = model.optimizer.state
+    arrays = dict(arrays)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     folder = os.path.dirname(os.path.abspath(path))
     prefix = f".{os.path.basename(path)}."
@@ -93,9 +62,8 @@ def save_model(model, path) -> None:
         pass
 
 
-def load(path):
-    """Load a model saved with ``model.save``; the optimizer state is restored too."""
-    from . import optim, losses
+def read_checkpoint(path) -> tuple[dict, dict]:
+    """(meta, arrays) of a checkpoint, read without pickle; ValueError if it is none."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -111,50 +79,13 @@ def load(path):
             if "meta" not in files or "params" not in files:
                 raise ValueError(f"{path!r} is not a fastbp checkpoint (missing entries)")
             meta = json.loads(z["meta"].tobytes().decode())
-            params = z["params"]
-            state = z["optimizer_state"] if "optimizer_state" in files else None
-            embedding = z["embedding"] if "embedding" in files else None
-            embedding_state = z["embedding_state"] if "embedding_state" in files else None
+            arrays = {name: z[name] for name in files if name != "meta"}
     except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError,
             ValueError, KeyError) as e:
         raise ValueError(f"{path!r} is not a readable fastbp checkpoint: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path!r} is not a fastbp checkpoint")
-    if meta.get("version") != VERSION:
+    if meta.get("version") not in VERSIONS:
         raise ValueError(f"{path!r} has checkpoint version {meta.get('version')!r}; this fastbp "
-                         f"reads version {VERSION}")
-    model = model_from_config(meta["model"])
-    if params.shape != model.params.shape or params.dtype != model.params.dtype:
-        raise ValueError(f"{path!r}: parameter buffer {params.shape}/{params.dtype} does not match "
-                         f"the architecture ({model.params.shape}/{model.params.dtype})")
-    model.params[:] = params
-    if model.window is not None:
-        if embedding is None or embedding.shape != model.window.E.shape:
-            raise ValueError(f"{path!r}: the embedding table is missing or has the wrong shape")
-        model.window.E[...] = embedding
-    try:
-        model._rng_step[0] = meta["rng_step"]
-        model._dropout_seed = meta["dropout_seed"]
-        model.epoch = int(meta["epoch"])
-        model._shuffle_rng.bit_generator.state = meta["shuffle_rng"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path!r}: damaged training state in the checkpoint ({e})") from None
-    if "optimizer" in meta:
-        spec = meta["optimizer"]
-        cls = getattr(optim, spec["class"], None)
-        if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer)):
-            raise ValueError(f"{path!r}: unknown optimizer {spec['class']!r}")
-        model.compile(cls.from_config(spec["config"]), losses.get(meta["loss"]),
-                      fused=meta.get("fused", True))
-        if state is None or state.shape != model.optimizer.state.shape:
-            raise ValueError(f"{path!r}: optimizer state is missing or has the wrong shape")
-        model.optimizer.state[...] = state
-        model.optimizer.step[0] = spec["step"]
-        w = model.window
-        if w is not None and w.state is not None:
-            if embedding_state is None or embedding_state.shape != w.state.shape:
-                raise ValueError(f"{path!r}: the embedding's optimizer state is missing or has "
-                                 f"the wrong shape")
-            w.state[...] = embedding_state
-            w.step[0] = meta.get("embedding_step", 0)
-    return model
+                         f"reads versions {list(VERSIONS)}")
+    return meta, arrays

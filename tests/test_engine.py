@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
+import fastbp.engine
 import fastbp.kernels
 import reference as ref
 from helpers import make_targets, max_abs_diff
@@ -265,11 +266,13 @@ def test_parameter_free_custom_layer_trains():
 
 def _dispatchers():
     found = {}
-    for info in pkgutil.iter_modules(fastbp.kernels.__path__):
-        mod = importlib.import_module(f"fastbp.kernels.{info.name}")
-        for name, obj in vars(mod).items():
-            if isinstance(obj, numba.core.dispatcher.Dispatcher) and obj.__module__ == mod.__name__:
-                found[f"{info.name}.{name}"] = obj
+    for package in (fastbp.kernels, fastbp.engine):
+        for info in pkgutil.iter_modules(package.__path__):
+            mod = importlib.import_module(f"{package.__name__}.{info.name}")
+            for name, obj in vars(mod).items():
+                if (isinstance(obj, numba.core.dispatcher.Dispatcher)
+                        and obj.__module__ == mod.__name__):
+                    found[f"{info.name}.{name}"] = obj
     return found
 
 
@@ -299,13 +302,13 @@ def test_second_fit_and_second_model_do_not_recompile(dtype):
     first = make()
     _exercise(first, "softmax_cross_entropy", 4, 0)
     counts = _signature_counts()
-    for name in ("engine.train_epoch", "engine.train_step", "dense.dense_forward",
+    for name in ("interpreter.train_epoch", "interpreter.train_step", "dense.dense_forward",
                  "dense.dense_backward"):
         assert name in counts, f"no dispatcher {name}: the test would watch nothing"
     # Kernels called only from compiled code may show no signature of their own (a caller
     # loaded from the on-disk cache carries them), but the entry points called from
     # Python must have been compiled or loaded.
-    assert any(n.startswith("engine.") and c > 0 for n, c in counts.items()), counts
+    assert any(n.startswith("interpreter.") and c > 0 for n, c in counts.items()), counts
     _exercise(first, "softmax_cross_entropy", 4, 1)
     assert _signature_counts() == counts
     _exercise(make(), "softmax_cross_entropy", 4, 2)

@@ -72,7 +72,8 @@ def test_cache_stamp_empties_a_folder_of_stale_kernels(tmp_path, monkeypatch):
 
 def test_sources_hash_covers_every_kernel_file():
     names = {os.path.basename(p) for p in _cache._sources()}
-    assert {"engine.py", "dense.py", "optim.py", "embedding.py", "_config.py"} <= names
+    assert {"interpreter.py", "planner.py", "dense.py", "optim.py", "embedding.py",
+             "_config.py"} <= names
 
 
 def test_cached_callers_of_the_blas_kernels_run_from_the_cache(tmp_path):

@@ -112,3 +112,53 @@ def is_finite_array(a):
     for i in range(flat.shape[0]):
         acc += flat[i] * 0
     return acc == 0
+
+
+@jit
+def add_into(dst, src):
+    """dst += src elementwise; dst, src : float (m, n)."""
+    for i in range(dst.shape[0]):
+        d = dst[i]
+        s = src[i]
+        for j in range(d.shape[0]):
+            d[j] += s[j]
+
+
+@jit
+def add_flat(dst, src):
+    """dst += src; dst, src : float (n,)."""
+    for j in range(dst.shape[0]):
+        dst[j] += src[j]
+
+
+@jit
+def copy_columns(src, dst, start):
+    """dst[:, start:start + n] <- src; src : (m, n), dst : (m, >= start + n)."""
+    n = src.shape[1]
+    for i in range(src.shape[0]):
+        d = dst[i]
+        s = src[i]
+        for j in range(n):
+            d[start + j] = s[j]
+
+
+@jit
+def take_columns(src, start, dst):
+    """dst <- src[:, start:start + n]; dst : (m, n)."""
+    n = dst.shape[1]
+    for i in range(dst.shape[0]):
+        d = dst[i]
+        s = src[i]
+        for j in range(n):
+            d[j] = s[start + j]
+
+
+@jit
+def add_columns(src, start, dst):
+    """dst += src[:, start:start + n]; dst : (m, n)."""
+    n = dst.shape[1]
+    for i in range(dst.shape[0]):
+        d = dst[i]
+        s = src[i]
+        for j in range(n):
+            d[j] += s[start + j]

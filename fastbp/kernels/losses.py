@@ -80,7 +80,14 @@ def _row_loss(code, o, yf, yi, i, g, scale):
     return _softmax_ce_row(o, yi[i], g, scale)
 
 
-@jit_parallel
+@jit
+def loss_count(code, m, n):
+    """The number the loss of an (m, n) output is averaged over: m rows for softmax
+    cross-entropy, m * n elements for the others."""
+    return m if code == SOFTMAX_CROSS_ENTROPY else m * n
+
+
+@jit
 def loss_and_grad(code, out, yf, yi, grad, row_loss, parallel):
     """Batch-mean loss of ``out``; writes dL/dout into ``grad``.
 
@@ -88,8 +95,17 @@ def loss_and_grad(code, out, yf, yi, grad, row_loss, parallel):
     yi : int64 (batch,) labels (softmax CE); row_loss : float64 (>= batch,) workspace.
     Returns the loss as a float64.
     """
-    m, n = out.shape
-    count = m if code == SOFTMAX_CROSS_ENTROPY else m * n
+    count = loss_count(code, out.shape[0], out.shape[1])
+    return loss_sum_and_grad(code, out, yf, yi, grad, row_loss, count, parallel) / count
+
+
+@jit_parallel
+def loss_sum_and_grad(code, out, yf, yi, grad, row_loss, count, parallel):
+    """The summed loss of ``out``'s rows; writes into ``grad`` the gradient of that sum
+    divided by ``count`` (the batch's own loss_count for its mean; the count of a
+    k-times larger batch when k minibatches accumulate their gradients).
+    Arguments as for :func:`loss_and_grad`."""
+    m = out.shape[0]
     scale = 1.0 / count
     if parallel and out.size >= PARALLEL_MIN_WORK:
         for i in prange(m):
@@ -100,7 +116,7 @@ def loss_and_grad(code, out, yf, yi, grad, row_loss, parallel):
     total = 0.0
     for i in range(m):
         total += row_loss[i]
-    return total / count
+    return total
 
 
 @jit

@@ -1,22 +1,31 @@
 """The Layer base class.
 
-Life cycle (after Keras): configuration in ``__init__``; ``build`` gives the
-initial parameter values; the model then packs every parameter into one flat
-buffer and hands each layer views into it with ``bind``.  Afterwards
-``layer.W`` and friends read and write the model's buffer directly.
+Life cycle (after Keras): configuration in ``__init__``; calling the layer on a
+value (``layer(x)``, or a Sequential doing it) makes it *declare* its node
+(:meth:`Layer.declare`: kind, output width, parameter shapes, attributes);
+``build`` gives the initial parameter values; the model then packs every
+parameter into one flat buffer and hands each layer views into it with
+``bind``.  Afterwards ``layer.W`` and friends read and write the model's buffer
+directly.  The planner reads nothing but the declaration.
 
 A layer the engine does not know can still be trained: subclass
-:class:`Layer`, implement ``forward(x, training)`` and ``backward(g)`` with
-NumPy, and write parameter gradients into ``self.grads[name]``.  The model then
-takes the per-layer path, calling each layer from Python.
+:class:`Layer`, implement ``output_dim``, ``param_shapes`` and ``build`` when it
+has parameters, and ``forward(x, training)`` and ``backward(g)`` with NumPy,
+writing parameter gradients into ``self.grads[name]``.  The model then takes
+the per-layer path, calling those two methods from Python for this layer and
+the compiled node functions for the others.  Such a layer takes one float input
+and may be called once per model.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..engine import codes
+from ..engine.graph import Call, NodeSpec, as_values
+
 
 class Layer:
-    """A step of a :class:`fastbp.Sequential` model.
+    """A step of a model.
 
     Attributes
     ----------
@@ -24,15 +33,51 @@ class Layer:
         (empty for layers without parameters), set by ``bind``.
     """
 
-    #: the engine's layer kind, or None for a layer only the per-layer path runs
-    kind: int | None = None
-
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
-        self.index = -1
+        self.index = -1          # position in its model's layer list
         self.input_dim: int | None = None
-        self._ws: dict[str, np.ndarray] = {}  # work arrays of the per-layer path
+        self.model = None        # the model that owns this layer, once built
+        self._calls: list = []   # the calls made on it (shared weights across them)
+
+    # -- the node this layer declares ---------------------------------------------
+    def declare(self, widths: list, ids: list) -> NodeSpec:
+        """The node of a call on inputs of these widths (``ids[i]``: input i holds int
+        ids).  The default serves a user's NumPy layer: one float input, parameters from
+        ``param_shapes``, run by the per-layer path."""
+        name = type(self).__name__
+        if len(widths) != 1:
+            raise ValueError(f"{name} takes one input, got {len(widths)}")
+        if ids[0]:
+            raise TypeError(f"{name} takes float features, got int64 ids of width {widths[0]}")
+        return NodeSpec(codes.CUSTOM, int(self.output_dim(widths[0])),
+                        params=dict(self.param_shapes(widths[0])))
+
+    def __call__(self, inputs):
+        """Apply the layer to one value (or a list of values); returns its output value."""
+        values = as_values(inputs, repr(self))
+        if self.model is not None:
+            raise ValueError(f"{self!r} already belongs to a built model; a layer object can "
+                             f"serve one model only (make a new layer, or copy weights)")
+        widths = [v.width for v in values]
+        ids = [v.is_ids for v in values]
+        spec = self.declare(widths, ids)
+        if self._calls:
+            first = self._calls[0]
+            before = [(v.width, v.is_ids) for v in first.inputs]
+            if before != list(zip(widths, ids)):
+                raise ValueError(f"{self!r} is shared between calls, so every call must get "
+                                 f"inputs like the first one: {before} (width, is_ids), got "
+                                 f"{list(zip(widths, ids))}")
+            if spec.kind == codes.CUSTOM:
+                raise ValueError(f"{self!r} is a NumPy layer of the per-layer path and keeps "
+                                 f"one forward cache, so it can be called only once")
+        call = Call(self, values, spec)
+        self._calls.append(call)
+        if len(self._calls) == 1:
+            self.input_dim = widths[0]
+        return call.output
 
     # -- shapes and parameters -------------------------------------------------
     def output_dim(self, input_dim: int) -> int:
@@ -44,18 +89,8 @@ class Layer:
         return {}
 
     def build(self, input_dim: int, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
-        """Initial values of the parameters (same names and shapes as param_shapes)."""
+        """Initial values of the parameters (same names and shapes as declared)."""
         return {}
-
-    def _buffer(self, name: str, shape: tuple, dtype) -> np.ndarray:
-        """A per-layer work array of ``shape``, allocated once for the largest batch seen
-        (the first dimension) and reused; a view of its first ``shape[0]`` rows."""
-        ws = self._ws
-        buf = ws.get(name)
-        if (buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != tuple(shape[1:])
-                or buf.dtype != dtype):
-            buf = ws[name] = np.empty(shape, dtype=dtype)
-        return buf[:shape[0]]
 
     def bind(self, params: dict, grads: dict) -> None:
         self.params = params
@@ -67,10 +102,12 @@ class Layer:
 
     # -- the per-layer path ------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__}.forward: a NumPy layer implements "
+                                  f"forward(x, training) and backward(g)")
 
     def backward(self, g: np.ndarray) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__}.backward: a NumPy layer implements "
+                                  f"forward(x, training) and backward(g)")
 
     # -- configuration -------------------------------------------------------------
     def get_config(self) -> dict:
@@ -83,3 +120,16 @@ class Layer:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def single_input(layer, widths, ids, want_ids: bool):
+    """The width of a one-input layer's input, after checking its count and kind."""
+    name = repr(layer)
+    if len(widths) != 1:
+        raise ValueError(f"{name} takes one input, got {len(widths)}")
+    if ids[0] and not want_ids:
+        raise TypeError(f"{name} takes float features, got int64 ids of width {widths[0]} "
+                        f"(ids go to an embedding layer first)")
+    if want_ids and not ids[0]:
+        raise TypeError(f"{name} takes int64 ids, got float features of width {widths[0]}")
+    return widths[0]

@@ -5,12 +5,10 @@ import numpy as np
 
 from .. import init as _init
 from .._validation import check_float, check_int
+from ..engine import codes
+from ..engine.graph import NodeSpec
 from ..kernels import activations as _act
-from ..kernels.dense import dense_backward, dense_forward
-from ..kernels.gemm import forward_work_size
-from ..kernels.engine import DENSE
-from ..threads import parallel_enabled
-from .base import Layer
+from .base import Layer, single_input
 
 
 def check_activation(activation):
@@ -36,8 +34,6 @@ class Dense(Layer):
         The negative-side slope of ``"leaky_relu"`` (>= 0; PyTorch's default 0.01).
     """
 
-    kind = DENSE
-
     def __init__(self, n_in: int, n_out: int, activation: str | None = None, init=None,
                  slope: float = 0.01):
         super().__init__()
@@ -48,9 +44,12 @@ class Dense(Layer):
         self.init = _init.default_for(self.activation) if init is None else init
         self._init_fn = _init.get(self.init)
         self.act_code = _act.CODES[self.activation]
-        self._x = None
-        self._a = None
-        self.need_input_grad = True
+
+    def declare(self, widths, ids):
+        width = single_input(self, widths, ids, want_ids=False)
+        self.output_dim(width)
+        return NodeSpec(codes.DENSE, self.n_out, params=self.param_shapes(width),
+                        attrs={"act": self.act_code}, fattrs={"slope": self.slope})
 
     def output_dim(self, input_dim: int) -> int:
         if input_dim != self.n_in:
@@ -92,24 +91,6 @@ class Dense(Layer):
     @property
     def db(self) -> np.ndarray:
         return self.grads["b"]
-
-    def forward(self, x, training):
-        out = self._buffer("a", (x.shape[0], self.n_out), x.dtype)
-        work = self._buffer("work", (forward_work_size(x.shape[0], self.n_out),), x.dtype)
-        dense_forward(x, self.W, self.b, out, work, self.act_code, self.slope,
-                      parallel_enabled())
-        self._x = x
-        self._a = out
-        return out
-
-    def backward(self, g):
-        m = g.shape[0]
-        delta = self._buffer("delta", (m, self.n_out), self._a.dtype)
-        np.copyto(delta, g)
-        g_in = self._buffer("g_in", (m, self.n_in), self._a.dtype)
-        dense_backward(self._x, self._a, self.W, delta, self.dW, self.db, g_in, self.act_code,
-                       self.slope, self.need_input_grad, parallel_enabled())
-        return g_in
 
     def get_config(self):
         cfg = {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation,

@@ -4,11 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_int
-from ..kernels.embedding import gather_windows, table_size, window_row_gradients
-from ..threads import parallel_enabled
-from .base import Layer
-
-WINDOW = 2  # the layer kind; the engine handles it in front of its table
+from ..engine import codes
+from ..engine.graph import NodeSpec
+from .base import Layer, single_input
 
 
 class WindowEmbedding(Layer):
@@ -33,11 +31,11 @@ class WindowEmbedding(Layer):
 
     Only the rows a batch uses are read and written by the optimizer (lazy,
     row-wise updates), so a step costs the same for any vocabulary size.  The
-    table is kept out of the model's flat parameter buffer.  The layer must be
-    the first of a Sequential model.
+    table is kept out of the model's flat parameter buffer (in the model's flat
+    embedding buffer).  In a Sequential model it must be the first layer; in a
+    functional model it reads an ``fb.Input(2 * window + 1, dtype="int64")``, and
+    several of them (words, casing, suffixes) may feed one network.
     """
-
-    kind = WINDOW
 
     def __init__(self, vocab_size: int, dim: int, window: int = 2, weights=None,
                  trainable: bool = True, padding_id: int | None = 0):
@@ -64,8 +62,15 @@ class WindowEmbedding(Layer):
         self._weights = weights
         self.n_in = 2 * self.window + 1  # the model's input width: ids per window
         self._E = None
-        self.state = None  # lazy optimizer state (k, V, d), set by the model
-        self.step = np.zeros(1, dtype=np.int64)
+        self.state = None  # lazy optimizer state (k, V, d), a view set by the model
+        self.step = np.zeros(1, dtype=np.int64)  # becomes a view of the model's counters
+
+    def declare(self, widths, ids):
+        width = single_input(self, widths, ids, want_ids=True)
+        self.output_dim(width)
+        return NodeSpec(codes.WINDOW, self.width * self.dim,
+                        tables={"E": (self.vocab_size, self.dim)},
+                        attrs={"padding": self.padding_code, "trainable": int(self.trainable)})
 
     @property
     def width(self) -> int:
@@ -84,8 +89,11 @@ class WindowEmbedding(Layer):
             E = rng.standard_normal((self.vocab_size, self.dim)).astype(dtype)
             if self.padding_id is not None:
                 E[self.padding_id] = 0
+        return {"E": E}
+
+    def bind_table(self, E: np.ndarray) -> None:
+        """Take the model's view of the table (in its flat embedding buffer)."""
         self._E = E
-        return {}
 
     @property
     def E(self) -> np.ndarray:
@@ -108,24 +116,6 @@ class WindowEmbedding(Layer):
     @property
     def padding_code(self) -> int:
         return -1 if self.padding_id is None else self.padding_id
-
-    # The per-layer path.
-    def forward(self, ids, training):
-        out = self._buffer("x", (ids.shape[0], self.width * self.dim), self._E.dtype)
-        gather_windows(self._E, ids, out, parallel_enabled())
-        self._ids = ids
-        return out
-
-    def backward(self, g):
-        """Sum dL/dx into per-row gradients: sets ``rows``/``row_grads``/``n_rows``."""
-        n = self._ids.size
-        work = self._buffer("rows", (n + table_size(n),), np.int64)
-        self.rows = work[:n]
-        self.row_grads = self._buffer("G", (n, self.dim), self._E.dtype)
-        self.n_rows = window_row_gradients(self._ids, np.ascontiguousarray(g), self.dim,
-                                           self.padding_code, self.rows, self.row_grads,
-                                           work[n:])
-        return None
 
     def get_config(self):
         return {"vocab_size": self.vocab_size, "dim": self.dim, "window": self.window,

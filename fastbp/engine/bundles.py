@@ -1,0 +1,43 @@
+"""The named bundles the compiled entry points take instead of long argument lists.
+
+Each is a namedtuple of arrays (and a few scalars) made once per model by the
+planner; numba passes them by reference, so the compiled code reads and writes
+the model's own buffers.  Their fields are documented here once.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+
+#: The model as tables (layout in :mod:`fastbp.engine.codes`); ``loss`` is the loss
+#: code and ``output`` the value the loss reads.
+Tape = namedtuple("Tape", ["nodes", "fattrs", "operands", "values", "tables", "loss", "output"])
+
+#: ``params``, ``grads`` : the flat parameter and gradient buffers; ``emb`` : every
+#: embedding table, one after another; ``pscratch`` : room for the largest layer's
+#: parameter gradients, for the nodes that add theirs instead of writing them.
+Weights = namedtuple("Weights", ["params", "grads", "emb", "pscratch"])
+
+#: ``acts`` / ``agrads`` : the activation and gradient arenas; ``ids`` : the id
+#: arena; ``work`` : the dense forward's partial products; ``tmp`` : a value's
+#: share of a gradient before it is added; ``row_loss`` : float64 per row;
+#: ``rows`` : every table's touched rows and id hash table; ``row_grads`` : their
+#: gradients; ``n_rows`` : int64 (n_tables,) rows touched, -1 before the first
+#: node of a backward pass opens them; ``ybf``, ``ybi`` : targets of a minibatch
+#: gathered by the epoch loop; ``order`` : int64 0, 1, 2, ... (rows in order).
+Work = namedtuple("Work", ["acts", "agrads", "ids", "work", "tmp", "row_loss", "rows",
+                           "row_grads", "n_rows", "ybf", "ybi", "order"])
+
+#: ``code`` and ``hp`` : the optimizer and its hyperparameters (layout in
+#: fastbp.kernels.optim); ``state`` (k, n_params) and ``step`` (1,); ``emb_state`` :
+#: the lazy state of every trainable table, one (k, vocab, dim) block each;
+#: ``emb_step`` : int64 (n_tables,); ``clip_norm`` : 0 for none.
+Optim = namedtuple("Optim", ["code", "hp", "state", "step", "emb_state", "emb_step",
+                             "clip_norm"])
+
+#: Whole data sets for the epoch loop and inference: ``xf`` (N, float columns) with the
+#: float inputs side by side, ``xi`` (N, id columns) the id inputs, ``yf`` float targets
+#: (N, n_out) and ``yi`` int64 labels (N,), each a small dummy when unused.
+Data = namedtuple("Data", ["xf", "xi", "yf", "yi"])
+
+#: The dropout stream: ``seed`` and ``step`` : int64 (1,) training-mode passes so far.
+Stream = namedtuple("Stream", ["seed", "step"])

@@ -1,0 +1,216 @@
+"""The two drivers of a tape: compiled (one call a step or a group of epochs) and
+per-layer (each node called from Python, for models with a user's NumPy layer).
+
+Both offer the same calls -- ``gradients`` and ``update`` (the two phases),
+``step``, ``epochs``, ``predict``, ``evaluate``, ``loss_only`` -- over the same
+plan, buffers and compiled node functions, so they give the same numbers, bit for
+bit.  The per-layer path differs only in that a CUSTOM node runs its layer's
+``forward``/``backward`` between the compiled ones.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..kernels.losses import SOFTMAX_CROSS_ENTROPY, loss_count, loss_sum_and_correct
+from ..threads import parallel_enabled
+from . import codes as C
+from . import interpreter as I
+
+
+class Compiled:
+    """Drives a plan through the compiled interpreter."""
+
+    def __init__(self, plan):
+        self.plan = plan
+
+    def gradients(self, data, m, count, training, add):
+        p = self.plan
+        return I.gradients(p.tape, p.weights, p.work, p.optim_bundle().clip_norm, data.yf,
+                           data.yi, m, count, p.stream, training, add, parallel_enabled())
+
+    def load(self, data, m):
+        p = self.plan
+        I.load_inputs(p.tape, p.work, data, p.work.order, 0, m, parallel_enabled())
+
+    def update(self, lr, sq):
+        p = self.plan
+        return I.update(p.tape, p.weights, p.work, p.optim_bundle(), lr, sq, parallel_enabled())
+
+    def step(self, data, m, lr, training=True, do_update=True):
+        p = self.plan
+        return I.train_step(p.tape, p.weights, p.work, p.optim_bundle(), data, m, lr, p.stream,
+                            training, do_update, parallel_enabled())
+
+    def epochs(self, data, perms, batch_size, accumulate, lrs, losses):
+        p = self.plan
+        return I.train_epochs(p.tape, p.weights, p.work, p.optim_bundle(), data, perms,
+                              batch_size, accumulate, lrs, p.stream, parallel_enabled(), losses)
+
+    def predict(self, data, out, batch_size):
+        p = self.plan
+        p.rows_in_order(out.shape[0])
+        I.predict(p.tape, p.weights, p.work, data, out, batch_size, parallel_enabled())
+
+    def evaluate(self, data, n, batch_size):
+        p = self.plan
+        p.rows_in_order(n)
+        return I.evaluate(p.tape, p.weights, p.work, data, n, batch_size, parallel_enabled())
+
+    def loss_only(self, data, m):
+        p = self.plan
+        return I.loss_only(p.tape, p.weights, p.work, data, m, parallel_enabled())
+
+
+class Layerwise(Compiled):
+    """Drives a plan node by node from Python; CUSTOM nodes call their layer."""
+
+    def _forward(self, m, training, drop_step):
+        p = self.plan
+        par = parallel_enabled()
+        seed = p.stream.seed
+        for n in range(len(p.inputs), p.nodes.shape[0]):
+            if p.nodes[n, C.KIND] != C.CUSTOM:
+                I.node_forward(p.tape, p.weights, p.work, n, m, seed, drop_step, training, par)
+                continue
+            layer = p.node_layers[n]
+            x = p.slot(int(p.operands[p.nodes[n, C.ARG0], C.VALUE]), m)
+            out = p.slot(int(p.nodes[n, C.OUT]), m)
+            h = layer.forward(x, bool(training))
+            _check_array(h, out.shape, p.dtype, f"{layer!r}.forward")
+            out[...] = h
+        return p.slot(p.value_of(p.output), m)
+
+    def backward_node(self, n, m, training, drop_step, add):
+        """Node n's backward pass (its output's gradient is complete)."""
+        p = self.plan
+        if p.nodes[n, C.KIND] != C.CUSTOM:
+            I.node_backward(p.tape, p.weights, p.work, n, m, p.stream.seed, drop_step,
+                            training, add, parallel_enabled())
+            return
+        out_v = int(p.nodes[n, C.OUT])
+        if not p.needs_grad(out_v):
+            return
+        layer = p.node_layers[n]
+        held = [g.copy() for g in layer.grads.values()] if add else []
+        a = int(p.nodes[n, C.ARG0])
+        v = int(p.operands[a, C.VALUE])
+        g_in = layer.backward(p.slot(out_v, m, grad=True))
+        for g, before in zip(layer.grads.values(), held):
+            g += before
+        if p.needs_grad(v):
+            target = p.slot(v, m, grad=True)
+            _check_array(g_in, target.shape, p.dtype, f"{layer!r}.backward")
+            if p.operands[a, C.GRAD_ACC]:
+                target += g_in
+            else:
+                target[...] = g_in
+
+    def _backward(self, m, training, drop_step, add):
+        for n in range(self.plan.nodes.shape[0] - 1, len(self.plan.inputs) - 1, -1):
+            self.backward_node(n, m, training, drop_step, add)
+
+    def forward(self, data, m, training=False):
+        """Load the first m rows and run the forward pass; returns the output's slot."""
+        self.load(data, m)
+        return self._forward(m, training, int(self.plan.stream.step[0]))
+
+    def gradients(self, data, m, count, training, add):
+        p = self.plan
+        par = parallel_enabled()
+        drop_step = int(p.stream.step[0])
+        self._forward(m, training, drop_step)
+        total = I.output_gradient(p.tape, p.work, data.yf, data.yi, m, count, par)
+        if not math.isfinite(total):
+            return total, C.NONFINITE_LOSS, 0.0
+        if not add:
+            I.open_rows(p.tape, p.work)
+        self._backward(m, training, drop_step, add)
+        I.close_rows(p.tape, p.work)
+        status, sq = I.gradient_status(p.tape, p.weights, p.work, p.optim_bundle().clip_norm,
+                                       par)
+        if status == C.OK and training:
+            p.stream.step[0] += 1
+        return total, status, sq
+
+    def step(self, data, m, lr, training=True, do_update=True):
+        self.load(data, m)
+        count = _count(self.plan, m)
+        total, status, sq = self.gradients(data, m, count, training, False)
+        loss = total / count
+        if status != C.OK or not do_update:
+            return loss, status
+        return loss, self.update(lr, sq)
+
+    def epochs(self, data, perms, batch_size, accumulate, lrs, losses):
+        p = self.plan
+        par = parallel_enabled()
+        n = perms.shape[1]
+        n_batches = losses.shape[1]
+        for e in range(perms.shape[0]):
+            for s in range(n_batches):
+                start = s * batch_size
+                m = min(batch_size, n - start)
+                I.load_inputs(p.tape, p.work, data, perms[e], start, m, par)
+                yf, yi = I.load_targets(p.tape, p.work, data, perms[e], start, m, par)
+                j = s % accumulate
+                g0 = (s - j) * batch_size
+                group = min(g0 + accumulate * batch_size, n) - g0
+                step_data = data._replace(yf=yf, yi=yi)
+                total, status, sq = self.gradients(step_data, m, _count(p, group), True, j > 0)
+                losses[e, s] = total / _count(p, m)
+                if status != C.OK:
+                    return e, s, status
+                if j == accumulate - 1 or s == n_batches - 1:
+                    status = self.update(lrs[e, s], sq)
+                    if status != C.OK:
+                        return e, s, status
+        return perms.shape[0], 0, C.OK
+
+    def predict(self, data, out, batch_size):
+        p = self.plan
+        p.rows_in_order(out.shape[0])
+        for start in range(0, out.shape[0], batch_size):
+            m = min(out.shape[0], start + batch_size) - start
+            I.load_inputs(p.tape, p.work, data, p.work.order, start, m, parallel_enabled())
+            out[start:start + m] = self._forward(m, False, 0)
+
+    def evaluate(self, data, n, batch_size):
+        p = self.plan
+        p.rows_in_order(n)
+        total, correct = 0.0, 0
+        for start in range(0, n, batch_size):
+            m = min(n, start + batch_size) - start
+            I.load_inputs(p.tape, p.work, data, p.work.order, start, m, parallel_enabled())
+            o = self._forward(m, False, 0)
+            scratch = p.slot(p.value_of(p.output), m, grad=True)
+            if p.loss_code == SOFTMAX_CROSS_ENTROPY:
+                s, c = loss_sum_and_correct(p.loss_code, o, data.yf, data.yi[start:start + m],
+                                            scratch)
+            else:
+                s, c = loss_sum_and_correct(p.loss_code, o, data.yf[start:start + m], data.yi,
+                                            scratch)
+            total += s
+            correct += c
+        return total, correct
+
+    def loss_only(self, data, m):
+        p = self.plan
+        self.load(data, m)
+        self._forward(m, False, 0)
+        count = _count(p, m)
+        return I.output_gradient(p.tape, p.work, data.yf, data.yi, m, count,
+                                 parallel_enabled()) / count
+
+
+def _count(plan, m):
+    return loss_count(plan.loss_code, m, plan.n_out)
+
+
+def _check_array(h, shape, dtype, who):
+    if not isinstance(h, np.ndarray) or h.shape != shape:
+        raise TypeError(f"{who} returned {type(h).__name__} of shape "
+                        f"{getattr(h, 'shape', None)}; expected an array of shape {shape}")
+    if h.dtype != dtype:
+        raise TypeError(f"{who} returned dtype {h.dtype}; the model computes in {dtype}")

@@ -1,0 +1,490 @@
+"""The compiled interpreter: walks a model's tape (forward, loss, backward, update).
+
+The model reaches the compiled code as the tables of a :class:`~.bundles.Tape`,
+not as generated source, so one cached function serves every model of a dtype,
+and the on-disk cache keeps it across processes.  A training step is two
+phases:
+
+* **gradients** (:func:`gradients`): the forward pass node by node, the loss
+  and its gradient at the output, the backward pass in reverse tape order,
+  then the finiteness check (and the squared norm for clipping).  Dense
+  gradients land in ``weights.grads``; an embedding table's gradient lands in
+  its touched rows (``work.rows``, ``work.row_grads``, ``work.n_rows``);
+* **update** (:func:`update`): clipping, the optimizer over the flat buffer,
+  and the lazy row updates of every trainable table.
+
+:func:`train_step` and :func:`train_epochs` fuse the two into one call; a
+data-parallel or accumulating driver calls them apart.
+
+A value read by several nodes gets the sum of their gradients: the reader
+that the backward pass meets first writes it, the others add to it, always in
+reverse tape order, so the sum does not depend on the thread count.  The
+same holds for a layer called twice (its parameter gradients) and for an
+embedding table read by two nodes (its rows).
+"""
+from __future__ import annotations
+
+import math
+
+from numba import prange
+
+from .._config import PARALLEL_MIN_WORK, jit, jit_parallel
+from ..kernels.dense import dense_backward, dense_forward
+from ..kernels.dropout import dropout_apply
+from ..kernels.elementwise import (add_columns, add_flat, add_into, copy_columns,
+                                   take_columns)
+from ..kernels.embedding import add_row_gradients, gather_windows, rows_squared_norm
+from ..kernels.losses import (SOFTMAX_CROSS_ENTROPY, loss_count, loss_sum_and_correct,
+                              loss_sum_and_grad)
+from ..kernels.optim import (apply_sparse_update, apply_update, clip_scale, count_nonfinite,
+                             squared_norm)
+from ..kernels.random import combine_key
+from .codes import (ACT, ADD, ARG0, CONCAT, DATA_COL, DENSE, DIM, DROPOUT, E_OFF, GRAD_ACC,
+                    GRAD_OFF, HASH_SIZE, INPUT, IS_IDS, KEY, KIND, N_ARGS, NEEDS_GRAD,
+                    NONFINITE_GRADIENT, NONFINITE_LOSS, NONFINITE_UPDATE, OFFSET, OK, OUT, P,
+                    PADDING, PARAM_ACC, ROW_CAP, ROWS_OFF, SLOPE, STATE_OFF, TABLE, TRAINABLE,
+                    VALUE, VOCAB, W_OFF, WIDTH, WINDOW)
+
+
+# -- where things live ------------------------------------------------------------------
+@jit
+def slot(arena, values, v, m):
+    """Value v at batch size m: the (m, width) block of ``arena`` at m * offset."""
+    off = values[v, OFFSET] * m
+    w = values[v, WIDTH]
+    return arena[off:off + m * w].reshape((m, w))
+
+
+@jit
+def table(emb, tables, t):
+    """Embedding table t, (vocab, dim), a view of the flat embedding buffer."""
+    off = tables[t, E_OFF]
+    V = tables[t, VOCAB]
+    d = tables[t, DIM]
+    return emb[off:off + V * d].reshape((V, d))
+
+
+@jit
+def table_state(emb_state, tables, t, k):
+    """The k state arrays of trainable table t, (k, vocab, dim)."""
+    off = tables[t, STATE_OFF]
+    V = tables[t, VOCAB]
+    d = tables[t, DIM]
+    return emb_state[off:off + k * V * d].reshape((k, V, d))
+
+
+@jit
+def row_workspace(work, tables, t):
+    """(touched rows, id hash table, row gradients) of table t."""
+    cap = tables[t, ROW_CAP]
+    ro = tables[t, ROWS_OFF]
+    go = tables[t, GRAD_OFF]
+    d = tables[t, DIM]
+    rows = work.rows[ro:ro + cap]
+    hashed = work.rows[ro + cap:ro + cap + tables[t, HASH_SIZE]]
+    G = work.row_grads[go:go + cap * d].reshape((cap, d))
+    return rows, hashed, G
+
+
+@jit
+def dense_params(arr, nodes, values, operands, n):
+    """(W, b) of dense node n as views of ``arr`` (the parameters or the gradients)."""
+    n_in = values[operands[nodes[n, ARG0], VALUE], WIDTH]
+    n_out = values[nodes[n, OUT], WIDTH]
+    wo = nodes[n, W_OFF]
+    return (arr[wo:wo + n_in * n_out].reshape((n_in, n_out)),
+            arr[wo + n_in * n_out:wo + n_in * n_out + n_out])
+
+
+# -- inputs -------------------------------------------------------------------------------------
+@jit_parallel
+def _gather(src, col, idx, start, dst, parallel):
+    # dst[i] <- src[idx[start + i], col:col + width]
+    m, w = dst.shape
+    if parallel and dst.size >= PARALLEL_MIN_WORK:
+        for i in prange(m):
+            dst[i] = src[idx[start + i], col:col + w]
+    else:
+        for i in range(m):
+            dst[i] = src[idx[start + i], col:col + w]
+
+
+@jit
+def load_inputs(tape, work, data, idx, start, m, parallel):
+    """Every input node's slot <- rows idx[start:start + m] of its columns of the data."""
+    nodes, values = tape.nodes, tape.values
+    for n in range(nodes.shape[0]):
+        if nodes[n, KIND] != INPUT:
+            continue
+        v = nodes[n, OUT]
+        if values[v, IS_IDS] != 0:
+            _gather(data.xi, nodes[n, DATA_COL], idx, start, slot(work.ids, values, v, m),
+                    parallel)
+        else:
+            _gather(data.xf, nodes[n, DATA_COL], idx, start, slot(work.acts, values, v, m),
+                    parallel)
+
+
+@jit
+def load_targets(tape, work, data, idx, start, m, parallel):
+    """(yf, yi) of rows idx[start:start + m], gathered into the work buffers."""
+    if tape.loss == SOFTMAX_CROSS_ENTROPY:  # integer labels
+        yi = work.ybi[:m]
+        for i in range(m):
+            yi[i] = data.yi[idx[start + i]]
+        return work.ybf, yi
+    yf = work.ybf[:m]
+    _gather(data.yf, 0, idx, start, yf, parallel)
+    return yf, work.ybi
+
+
+# -- forward ---------------------------------------------------------------------------------------
+@jit
+def node_forward(tape, weights, work, n, m, seed, drop_step, training, parallel):
+    """Node n's output slot <- its operation on its operands' slots."""
+    nodes, values, operands = tape.nodes, tape.values, tape.operands
+    kind = nodes[n, KIND]
+    if kind == INPUT:
+        return
+    out = slot(work.acts, values, nodes[n, OUT], m)
+    a0 = nodes[n, ARG0]
+    v0 = operands[a0, VALUE]
+    if kind == DENSE:
+        W, b = dense_params(weights.params, nodes, values, operands, n)
+        dense_forward(slot(work.acts, values, v0, m), W, b, out, work.work, nodes[n, ACT],
+                      tape.fattrs[n, SLOPE], parallel)
+    elif kind == DROPOUT:
+        x = slot(work.acts, values, v0, m)
+        p = tape.fattrs[n, P]
+        if training and p > 0:
+            dropout_apply(x, out, combine_key(seed, drop_step, nodes[n, KEY]), p, parallel)
+        else:
+            out[:] = x
+    elif kind == WINDOW:
+        gather_windows(table(weights.emb, tape.tables, nodes[n, TABLE]),
+                       slot(work.ids, values, v0, m), out, parallel)
+    elif kind == CONCAT:
+        col = 0
+        for a in range(a0, a0 + nodes[n, N_ARGS]):
+            x = slot(work.acts, values, operands[a, VALUE], m)
+            copy_columns(x, out, col)
+            col += x.shape[1]
+    elif kind == ADD:
+        out[:] = slot(work.acts, values, v0, m)
+        for a in range(a0 + 1, a0 + nodes[n, N_ARGS]):
+            add_into(out, slot(work.acts, values, operands[a, VALUE], m))
+
+
+@jit
+def forward(tape, weights, work, m, seed, drop_step, training, parallel):
+    """Every node in tape order; returns the output value's slot."""
+    for n in range(tape.nodes.shape[0]):
+        node_forward(tape, weights, work, n, m, seed, drop_step, training, parallel)
+    return slot(work.acts, tape.values, tape.output, m)
+
+
+# -- backward ---------------------------------------------------------------------------------------
+@jit
+def _gradient_target(work, values, operands, a, m):
+    """Where operand a's share of its value's gradient goes: the value's gradient slot,
+    or (when another reader wrote it already) the tmp buffer, added afterwards."""
+    v = operands[a, VALUE]
+    w = values[v, WIDTH]
+    if operands[a, GRAD_ACC] != 0:
+        return work.tmp[:m * w].reshape((m, w))
+    return slot(work.agrads, values, v, m)
+
+
+@jit
+def _finish_gradient(work, values, operands, a, m):
+    if operands[a, GRAD_ACC] != 0:
+        v = operands[a, VALUE]
+        w = values[v, WIDTH]
+        add_into(slot(work.agrads, values, v, m), work.tmp[:m * w].reshape((m, w)))
+
+
+@jit
+def node_backward(tape, weights, work, n, m, seed, drop_step, training, add_params, parallel):
+    """Node n's backward: from the gradient of its output to its parameters' gradients
+    and its operands' gradients.  add_params: add to the parameter gradients instead
+    of writing them (minibatches accumulating)."""
+    nodes, values, operands = tape.nodes, tape.values, tape.operands
+    kind = nodes[n, KIND]
+    out_v = nodes[n, OUT]
+    if kind == INPUT or values[out_v, NEEDS_GRAD] == 0:
+        return
+    g = slot(work.agrads, values, out_v, m)
+    a0 = nodes[n, ARG0]
+    v0 = operands[a0, VALUE]
+    need0 = values[v0, NEEDS_GRAD] != 0
+    if kind == DENSE:
+        W, _ = dense_params(weights.params, nodes, values, operands, n)
+        x = slot(work.acts, values, v0, m)
+        a = slot(work.acts, values, out_v, m)
+        g_in = _gradient_target(work, values, operands, a0, m)
+        if add_params or nodes[n, PARAM_ACC] != 0:
+            # this node's share, added to what the other call (or minibatch) left
+            dW = weights.pscratch[:W.size].reshape(W.shape)
+            db = weights.pscratch[W.size:W.size + W.shape[1]]
+            dense_backward(x, a, W, g, dW, db, g_in, nodes[n, ACT], tape.fattrs[n, SLOPE],
+                           need0, parallel)
+            wo = nodes[n, W_OFF]
+            size = W.size + W.shape[1]
+            add_flat(weights.grads[wo:wo + size], weights.pscratch[:size])
+        else:
+            dW, db = dense_params(weights.grads, nodes, values, operands, n)
+            dense_backward(x, a, W, g, dW, db, g_in, nodes[n, ACT], tape.fattrs[n, SLOPE],
+                           need0, parallel)
+        if need0:
+            _finish_gradient(work, values, operands, a0, m)
+    elif kind == DROPOUT:
+        if need0:
+            g_in = _gradient_target(work, values, operands, a0, m)
+            p = tape.fattrs[n, P]
+            if training and p > 0:
+                dropout_apply(g, g_in, combine_key(seed, drop_step, nodes[n, KEY]), p, parallel)
+            else:
+                g_in[:] = g
+            _finish_gradient(work, values, operands, a0, m)
+    elif kind == WINDOW:
+        t = nodes[n, TABLE]
+        rows, hashed, G = row_workspace(work, tape.tables, t)
+        count = work.n_rows[t]
+        if count < 0:  # the first node of this pass to reach the table
+            hashed[:] = -1
+            count = 0
+        work.n_rows[t] = add_row_gradients(slot(work.ids, values, v0, m), g,
+                                           tape.tables[t, DIM], tape.tables[t, PADDING],
+                                           rows, G, hashed, count)
+    elif kind == CONCAT:
+        col = 0
+        for a in range(a0, a0 + nodes[n, N_ARGS]):
+            v = operands[a, VALUE]
+            w = values[v, WIDTH]
+            if values[v, NEEDS_GRAD] != 0:
+                if operands[a, GRAD_ACC] != 0:
+                    add_columns(g, col, slot(work.agrads, values, v, m))
+                else:
+                    take_columns(g, col, slot(work.agrads, values, v, m))
+            col += w
+    elif kind == ADD:
+        for a in range(a0, a0 + nodes[n, N_ARGS]):
+            v = operands[a, VALUE]
+            if values[v, NEEDS_GRAD] != 0:
+                if operands[a, GRAD_ACC] != 0:
+                    add_into(slot(work.agrads, values, v, m), g)
+                else:
+                    slot(work.agrads, values, v, m)[:] = g
+
+
+@jit
+def open_rows(tape, work):
+    """Mark every table's row gradients empty: the next backward pass starts them."""
+    for t in range(tape.tables.shape[0]):
+        work.n_rows[t] = -1
+
+
+@jit
+def close_rows(tape, work):
+    """A table no node reached this pass (all its ids were padding) has no rows."""
+    for t in range(tape.tables.shape[0]):
+        if work.n_rows[t] < 0:
+            work.n_rows[t] = 0
+
+
+@jit
+def backward(tape, weights, work, m, seed, drop_step, training, add_params, parallel):
+    """Every node in reverse tape order (the output's gradient is in place)."""
+    for n in range(tape.nodes.shape[0] - 1, -1, -1):
+        node_backward(tape, weights, work, n, m, seed, drop_step, training, add_params,
+                      parallel)
+
+
+# -- the gradient phase -------------------------------------------------------------------------------
+@jit
+def output_gradient(tape, work, yf, yi, m, count, parallel):
+    """The summed loss of the output's rows; its gradient (the sum's, over ``count``)
+    goes into the output value's gradient slot."""
+    values = tape.values
+    out = slot(work.acts, values, tape.output, m)
+    g = slot(work.agrads, values, tape.output, m)
+    return loss_sum_and_grad(tape.loss, out, yf, yi, g, work.row_loss, count, parallel)
+
+
+@jit
+def gradient_status(tape, weights, work, clip_norm, parallel):
+    """(status, squared global norm): NONFINITE_GRADIENT when any gradient, dense or
+    row, is not finite.  The norm is only computed when clipping needs it."""
+    tables = tape.tables
+    if clip_norm > 0:
+        sq = squared_norm(weights.grads, parallel)
+        for t in range(tables.shape[0]):
+            if tables[t, TRAINABLE] != 0:
+                _, _, G = row_workspace(work, tables, t)
+                sq += rows_squared_norm(G, work.n_rows[t])
+        finite = math.isfinite(sq)
+    else:
+        sq = 0.0
+        finite = count_nonfinite(weights.grads) == 0
+        for t in range(tables.shape[0]):
+            if tables[t, TRAINABLE] != 0:
+                _, _, G = row_workspace(work, tables, t)
+                finite = finite and count_nonfinite(G[:work.n_rows[t]].ravel()) == 0
+    return (OK if finite else NONFINITE_GRADIENT), sq
+
+
+@jit
+def gradients(tape, weights, work, clip_norm, yf, yi, m, count, stream, training, add,
+              parallel):
+    """Phase one: forward, loss, backward, checks.  ``count``: what the loss is averaged
+    over (the batch's own loss_count, or an accumulated group's); ``add``: add these
+    gradients to those already held (dense and rows) instead of replacing them.
+
+    Returns (summed loss, status, squared gradient norm).  On a non-finite loss
+    nothing is computed further; the dropout stream advances only on success.
+    """
+    drop_step = stream.step[0]
+    forward(tape, weights, work, m, stream.seed, drop_step, training, parallel)
+    total = output_gradient(tape, work, yf, yi, m, count, parallel)
+    if not math.isfinite(total):
+        return total, NONFINITE_LOSS, 0.0
+    if not add:
+        open_rows(tape, work)
+    backward(tape, weights, work, m, stream.seed, drop_step, training, add, parallel)
+    close_rows(tape, work)
+    status, sq = gradient_status(tape, weights, work, clip_norm, parallel)
+    if status == OK and training:
+        stream.step[0] += 1
+    return total, status, sq
+
+
+# -- the update phase ----------------------------------------------------------------------------------
+@jit
+def update(tape, weights, work, opt, lr, sq, parallel):
+    """Phase two: clip (from the squared norm ``sq``), update the flat buffer, then the
+    touched rows of every trainable table.  Returns OK or NONFINITE_UPDATE."""
+    scale = clip_scale(sq, opt.clip_norm)
+    opt.step[0] += 1
+    bad = apply_update(opt.code, weights.params, weights.grads, opt.state, opt.hp, lr,
+                       opt.step[0], scale, parallel)
+    tables = tape.tables
+    k = opt.state.shape[0]
+    for t in range(tables.shape[0]):
+        if tables[t, TRAINABLE] == 0:
+            continue
+        rows, _, G = row_workspace(work, tables, t)
+        opt.emb_step[t] += 1
+        bad += apply_sparse_update(opt.code, table(weights.emb, tables, t), G, rows,
+                                   work.n_rows[t], table_state(opt.emb_state, tables, t, k),
+                                   opt.hp, lr, opt.emb_step[t], scale, parallel)
+    return NONFINITE_UPDATE if bad != 0 else OK
+
+
+# -- fused steps ------------------------------------------------------------------------------------------
+@jit
+def train_step(tape, weights, work, opt, data, m, lr, stream, training, do_update, parallel):
+    """One minibatch step on the first m rows of ``data``.  With do_update False only
+    the gradients are computed.  Returns (batch-mean loss, status)."""
+    load_inputs(tape, work, data, work.order, 0, m, parallel)
+    n_out = tape.values[tape.output, WIDTH]
+    count = loss_count(tape.loss, m, n_out)
+    total, status, sq = gradients(tape, weights, work, opt.clip_norm, data.yf, data.yi, m,
+                                  count, stream, training, False, parallel)
+    loss = total / count
+    if status != OK or not do_update:
+        return loss, status
+    return loss, update(tape, weights, work, opt, lr, sq, parallel)
+
+
+@jit
+def train_epoch(tape, weights, work, opt, data, perm, batch_size, accumulate, lrs, stream,
+                parallel, losses):
+    """All minibatches of one epoch in one call, in the order ``perm`` (int64 (N,)).
+
+    accumulate = k: the gradients of k consecutive minibatches are summed (each
+    weighted by its share of the k-times larger batch) and applied in one update;
+    the epoch's last group may be smaller.  lrs : float64 (n_batches,) the rate of
+    the update that closes each minibatch's group; losses : float64 (n_batches,)
+    written with each minibatch's mean loss.  Returns (minibatches done, status).
+    """
+    n = perm.shape[0]
+    n_batches = (n + batch_size - 1) // batch_size
+    n_out = tape.values[tape.output, WIDTH]
+    for s in range(n_batches):
+        start = s * batch_size
+        m = min(batch_size, n - start)
+        load_inputs(tape, work, data, perm, start, m, parallel)
+        yf, yi = load_targets(tape, work, data, perm, start, m, parallel)
+        j = s % accumulate
+        g0 = (s - j) * batch_size
+        group = min(g0 + accumulate * batch_size, n) - g0
+        total, status, sq = gradients(tape, weights, work, opt.clip_norm, yf, yi, m,
+                                      loss_count(tape.loss, group, n_out), stream, True,
+                                      j > 0, parallel)
+        losses[s] = total / loss_count(tape.loss, m, n_out)
+        if status != OK:
+            return s, status
+        if j == accumulate - 1 or s == n_batches - 1:
+            status = update(tape, weights, work, opt, lrs[s], sq, parallel)
+            if status != OK:
+                return s, status
+    return n_batches, OK
+
+
+@jit
+def train_epochs(tape, weights, work, opt, data, perms, batch_size, accumulate, lrs, stream,
+                 parallel, losses):
+    """Several epochs in one call (fit without per-epoch callbacks).
+
+    perms : int64 (epochs, N); lrs, losses : float64 (epochs, n_batches).
+    Returns (epochs done, minibatches done in the failing epoch, status).
+    """
+    for e in range(perms.shape[0]):
+        done, status = train_epoch(tape, weights, work, opt, data, perms[e], batch_size,
+                                   accumulate, lrs[e], stream, parallel, losses[e])
+        if status != OK:
+            return e, done, status
+    return perms.shape[0], 0, OK
+
+
+# -- inference ---------------------------------------------------------------------------------------------
+@jit
+def predict(tape, weights, work, data, out, batch_size, parallel):
+    """out <- the output value for every row of the data, batch by batch."""
+    n = out.shape[0]
+    for start in range(0, n, batch_size):
+        m = min(n, start + batch_size) - start
+        load_inputs(tape, work, data, work.order, start, m, parallel)
+        out[start:start + m] = forward(tape, weights, work, m, 0, 0, False, parallel)
+
+
+@jit
+def evaluate(tape, weights, work, data, n, batch_size, parallel):
+    """(summed loss, number correct) over the first n rows, batch by batch, in inference
+    mode."""
+    total = 0.0
+    correct = 0
+    for start in range(0, n, batch_size):
+        m = min(n, start + batch_size) - start
+        load_inputs(tape, work, data, work.order, start, m, parallel)
+        o = forward(tape, weights, work, m, 0, 0, False, parallel)
+        scratch = slot(work.agrads, tape.values, tape.output, m)
+        if tape.loss == SOFTMAX_CROSS_ENTROPY:
+            s, c = loss_sum_and_correct(tape.loss, o, data.yf, data.yi[start:start + m],
+                                        scratch)
+        else:
+            s, c = loss_sum_and_correct(tape.loss, o, data.yf[start:start + m], data.yi,
+                                        scratch)
+        total += s
+        correct += c
+    return total, correct
+
+
+@jit
+def loss_only(tape, weights, work, data, m, parallel):
+    """The batch-mean loss of the first m rows in inference mode (gradcheck's numeric
+    side)."""
+    load_inputs(tape, work, data, work.order, 0, m, parallel)
+    forward(tape, weights, work, m, 0, 0, False, parallel)
+    count = loss_count(tape.loss, m, tape.values[tape.output, WIDTH])
+    return output_gradient(tape, work, data.yf, data.yi, m, count, parallel) / count

@@ -1,0 +1,538 @@
+"""The Model: a graph of layer calls, compiled, fitted, evaluated, saved.
+
+``fb.Model(inputs, outputs)`` takes the graph a user built with ``fb.Input`` and
+layer calls; :class:`~fastbp.model.sequential.Sequential` builds the same kind of
+graph from a list.  Either way the graph is lowered once to a tape
+(:mod:`fastbp.engine.planner`) that every driver walks: the compiled
+interpreter when every node is one the engine knows, the per-layer path when a
+user's NumPy layer is among them.
+
+Every parameter lives in one flat buffer (``model.params``), every gradient in
+another (``model.grads``), every embedding table in a third (``model.tables``);
+layers hold views into them.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import losses as _losses
+from .. import optim as _optim
+from .._validation import check_dtype, check_features, check_ids, check_int
+from ..engine import codes as C
+from ..engine.drivers import Compiled, Layerwise
+from ..engine.graph import Value, collect
+from ..engine.planner import Layout, Plan
+from ..schedules import Schedule
+from ..threads import pin_blas
+from .history import DivergenceError, History, divergence_message
+
+_I64 = np.int64
+
+
+class Model:
+    """A network given by its inputs and its output value.
+
+    Parameters
+    ----------
+    inputs : an ``fb.Input`` value or a list of them (the order fit/evaluate/predict
+        take lists in; dicts are keyed by the inputs' names)
+    outputs : the value the loss is computed on (one output)
+    dtype : {"float32", "float64"}
+        The dtype of every parameter, activation and gradient.
+    seed : int
+        Fixes the initial weights (and the dropout stream when ``fit`` gets no seed).
+    """
+
+    def __init__(self, inputs, outputs, dtype: str = "float32", seed: int = 0):
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if isinstance(outputs, (list, tuple)):
+            if len(outputs) != 1:
+                raise ValueError(f"a Model has one output (the loss reads it), got "
+                                 f"{len(outputs)}")
+            outputs = outputs[0]
+        self._build(inputs, outputs, dtype, seed)
+
+    # -- construction ---------------------------------------------------------------
+    def _build(self, inputs, output, dtype, seed):
+        if not inputs:
+            raise ValueError("a Model needs at least one fb.Input")
+        for v in inputs:
+            if not isinstance(v, Value) or v.producer is not None:
+                raise TypeError(f"Model inputs must be fb.Input values, got {v!r}")
+        if len({id(v) for v in inputs}) != len(inputs):
+            raise ValueError("the same fb.Input is listed twice in inputs")
+        names = [v.name for v in inputs if v.name is not None]
+        if len(set(names)) != len(names):
+            raise ValueError(f"input names must be distinct, got {names}")
+        if not isinstance(output, Value):
+            raise TypeError(f"outputs must be a layer's output value, got {output!r}")
+        if output.is_ids:
+            raise TypeError("the output holds int64 ids; the loss needs float outputs")
+        self.dtype = check_dtype(dtype)
+        self.seed = check_int("seed", seed, 0)
+        calls = collect(inputs, output)
+        for call in calls:
+            owner = call.layer.model
+            if owner is not None and owner is not self:
+                raise ValueError(f"{call.layer!r} already belongs to another model; a layer "
+                                 f"object can serve one model only")
+        layout = Layout(calls)
+        self.inputs, self.output, self.layers = inputs, output, layout.layers
+        rng = np.random.default_rng(self.seed)
+        self.params = np.zeros(layout.n_params, dtype=self.dtype)
+        self.grads = np.zeros(layout.n_params, dtype=self.dtype)
+        self.tables = np.zeros(max(1, layout.n_emb), dtype=self.dtype)
+        self._table_layers = [None] * len(layout.tables)
+        for i, (layer, spec) in enumerate(zip(layout.layers, layout.specs)):
+            layer.index = i
+            values = layer.build(layer.input_dim, rng, self.dtype)
+            pv, gv = {}, {}
+            for name, shape in spec.params.items():
+                off, size = layout.param_offsets[i][name], int(np.prod(shape))
+                pv[name] = self.params[off:off + size].reshape(shape)
+                gv[name] = self.grads[off:off + size].reshape(shape)
+                pv[name][...] = values[name]
+            layer.bind(pv, gv)
+            for name, (V, d) in spec.tables.items():
+                t, off = layout.table_offsets[i][name]
+                view = self.tables[off:off + V * d].reshape(V, d)
+                view[...] = values[name]
+                layer.bind_table(view)
+                self._table_layers[t] = layer
+        self._plan = Plan(inputs, output, calls, layout, self.params, self.grads, self.tables,
+                          self.dtype)
+        self._vocab_bounds = self._input_vocab_bounds()
+        for layer in layout.layers:
+            layer.model = self
+        self.n_out = output.width
+        self.optimizer: _optim.Optimizer | None = None
+        self.loss: _losses.Loss | None = None
+        self.fused = False
+        self._driver = None
+        self._rng_step = self._plan.stream.step
+        self._dropout_seed = self.seed
+        self._shuffle_rng = np.random.default_rng([self.seed, 1])
+        self.stop_training = False
+        self.epoch = 0  # epochs trained so far: per-epoch schedules continue from here
+
+    def _input_vocab_bounds(self):
+        """For each id input, the smallest vocabulary among the tables that read it."""
+        p = self._plan
+        bounds = {}
+        for n in range(len(self.inputs), p.nodes.shape[0]):
+            if p.nodes[n, C.KIND] == C.WINDOW:
+                v = int(p.operands[p.nodes[n, C.ARG0], C.VALUE])
+                V = int(p.tables[p.nodes[n, C.TABLE], C.VOCAB])
+                bounds[v] = min(bounds.get(v, V), V)
+        return bounds
+
+    @property
+    def n_params(self) -> int:
+        """Parameters in the flat buffer (embedding tables are kept outside it)."""
+        return int(self.params.shape[0])
+
+    @property
+    def embeddings(self) -> list:
+        """The layers that own embedding tables, in table order."""
+        return list(self._table_layers)
+
+    @property
+    def window(self):
+        """The first embedding layer, or None."""
+        return self._table_layers[0] if self._table_layers else None
+
+    def compile(self, optimizer, loss, fused: bool = True) -> "Model":
+        """Set the optimizer and the loss.
+
+        optimizer : a fastbp.optim.Optimizer (or a name such as "sgd" or "adam")
+        loss : "mse", "binary_cross_entropy" or "softmax_cross_entropy" (or a Loss)
+        fused : run each step as one compiled call when every layer allows it;
+            False forces the per-layer path (for comparisons and debugging).
+        """
+        optimizer = _optim.get(optimizer)
+        loss = _losses.get(loss)
+        if loss.code == _losses.SoftmaxCrossEntropy.code and self.n_out < 2:
+            raise ValueError(f"softmax_cross_entropy needs at least 2 outputs, the model has "
+                             f"{self.n_out}")
+        if not isinstance(fused, (bool, np.bool_)):
+            raise TypeError(f"fused must be a bool, got {fused!r}")
+        self.optimizer, self.loss = optimizer, loss
+        pin_blas()
+        self.fused = bool(fused) and self._plan.fusable
+        self.optimizer.build(self.n_params, self.dtype)
+        self._plan.set_loss(loss.code)
+        self._plan.attach_optimizer(self.optimizer, self._table_layers)
+        self._driver = Compiled(self._plan) if self.fused else Layerwise(self._plan)
+        return self
+
+    def _require_compiled(self):
+        if self.optimizer is None or self.loss is None:
+            raise ValueError("call model.compile(optimizer, loss) before training or evaluating")
+
+    # -- inputs ------------------------------------------------------------------------
+    def _input_label(self, i, name):
+        v = self.inputs[i]
+        if len(self.inputs) == 1:
+            return name
+        return f"{name}[{v.name!r}]" if v.name else f"{name}[{i}]"
+
+    def _split_inputs(self, X, name):
+        """The user's inputs as a list in ``self.inputs`` order."""
+        k = len(self.inputs)
+        if isinstance(X, dict):
+            names = [v.name for v in self.inputs]
+            if None in names:
+                raise ValueError(f"{name} is a dict, but not every fb.Input has a name; name "
+                                 f"them all or pass a list in inputs order")
+            missing = [n for n in names if n not in X]
+            extra = [key for key in X if key not in names]
+            if missing or extra:
+                raise ValueError(f"{name} has keys {sorted(map(str, X))}; the model's inputs "
+                                 f"are {names} (missing {missing}, unknown {extra})")
+            return [X[n] for n in names]
+        if k == 1:
+            if isinstance(X, (list, tuple)) and len(X) == 1 and isinstance(X[0], np.ndarray):
+                return [X[0]]
+            return [X]
+        if not isinstance(X, (list, tuple)):
+            raise TypeError(f"the model has {k} inputs "
+                            f"{[v.name for v in self.inputs]}; {name} must be a list of {k} "
+                            f"arrays in that order or a dict by name, got {type(X).__name__}")
+        if len(X) != k:
+            raise ValueError(f"the model has {k} inputs {[v.name for v in self.inputs]}; "
+                             f"{name} has {len(X)} arrays")
+        return list(X)
+
+    def _data_inputs(self, X, name="X"):
+        """Validated inputs stacked for the engine: (float columns, id columns, rows)."""
+        parts = self._split_inputs(X, name)
+        floats, ids, rows = [], [], []
+        for i, (v, arr) in enumerate(zip(self.inputs, parts)):
+            label = self._input_label(i, name)
+            if v.is_ids:
+                bound = self._vocab_bounds.get(self._plan.value_of(v))
+                a = check_ids(label, arr, v.width, bound)
+                ids.append(a)
+            else:
+                a = check_features(label, arr, v.width, self.dtype)
+                floats.append(a)
+            rows.append((label, a.shape[0]))
+        if len({r for _, r in rows}) != 1:
+            raise ValueError(f"inputs must have the same number of rows, got "
+                             f"{', '.join(f'{l}: {r}' for l, r in rows)}")
+        xf = _stack(floats, self.dtype)
+        xi = _stack(ids, _I64)
+        return xf, xi, rows[0][1]
+
+    def _targets(self, y, n, name="y"):
+        return self.loss.targets(y, n, self.n_out, self.dtype, name)
+
+    def _data(self, X, y, name="X", yname="y"):
+        """The engine's Data bundle of validated inputs and targets, and the row count."""
+        xf, xi, n = self._data_inputs(X, name)
+        yf, yi = self._targets(y, n, yname)
+        return self._plan.data(xf, xi, yf, yi), n
+
+    def _workspace(self, batch: int, accumulate: int = 1) -> None:
+        self._plan.workspace(batch, accumulate)
+
+    # -- one step ----------------------------------------------------------------------
+    def _raise_on(self, status, loss, epoch=None, step=None):
+        if status:
+            raise DivergenceError(divergence_message(status, loss, epoch, step), epoch, step)
+
+    def train_on_batch(self, x, y) -> float:
+        """Exactly one optimizer step on the batch (x, y); returns the batch loss."""
+        self._require_compiled()
+        data, m = self._data(x, y, "x")
+        self._workspace(m)
+        self._plan.stream = self._plan.stream._replace(seed=int(self._dropout_seed))
+        loss, status = self._driver.step(data, m, self.optimizer.lr)
+        self._raise_on(status, loss)
+        return float(loss)
+
+    def compute_gradients(self, x, y) -> float:
+        """Phase one alone: fill ``model.grads`` (and the embedding tables' row gradients)
+        with the gradient of the batch loss in inference mode (no dropout), without
+        updating anything; returns the loss."""
+        self._require_compiled()
+        data, m = self._data(x, y, "x")
+        self._workspace(m)
+        loss, _ = self._driver.step(data, m, 0.0, training=False, do_update=False)
+        return float(loss)
+
+    def apply_gradients(self, lr: float | None = None) -> None:
+        """Phase two alone: clip, then update the weights from ``model.grads`` and the
+        row gradients the last ``compute_gradients`` left."""
+        self._require_compiled()
+        from .._validation import check_float
+        lr = self.optimizer.lr if lr is None else check_float("lr", lr, low=0.0, low_open=True)
+        status, sq = self._plan_status()
+        self._raise_on(status, float("nan"))
+        self._raise_on(self._driver.update(lr, sq), float("nan"))
+
+    def _plan_status(self):
+        from ..engine.interpreter import gradient_status
+        from ..threads import parallel_enabled
+        p = self._plan
+        return gradient_status(p.tape, p.weights, p.work, float(self.optimizer.clip_value),
+                               parallel_enabled())
+
+    def embedding_gradient(self, layer=None) -> np.ndarray:
+        """The dense (vocab_size, dim) gradient of an embedding table (the first, unless
+        ``layer`` names one) left by the last ``compute_gradients`` (zero rows where the
+        batch used no id)."""
+        if not self._table_layers:
+            raise ValueError("the model has no embedding layer")
+        layer = self._table_layers[0] if layer is None else layer
+        if layer not in self._table_layers:
+            raise ValueError(f"{layer!r} is not an embedding layer of this model")
+        t = self._table_layers.index(layer)
+        out = np.zeros_like(layer.E)
+        if self._plan.work is not None and self._plan.tables[t, C.TRAINABLE]:
+            rows, G = self._plan.row_gradients(t)
+            out[rows] = G
+        return out
+
+    # -- fit -----------------------------------------------------------------------------
+    def fit(self, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
+            seed: int | None = None, validation_data=None, schedule: Schedule | None = None,
+            verbose: int = 0, callbacks=None, initial_epoch: int | None = None,
+            accumulate: int = 1) -> History:
+        """Train for ``epochs`` passes over (X, y) in minibatches.
+
+        X : an array (one input), a list of arrays in ``inputs`` order, or a dict by
+        input name.  seed fixes the shuffling order and the dropout masks; ``None``
+        continues the model's own stream.  schedule sets the learning rate per epoch
+        or per optimizer step from the optimizer's ``lr``.  verbose: 0 silent, 1 a
+        progress bar per epoch (tqdm), 2 one line per epoch.  callbacks: see
+        :mod:`fastbp.callbacks`.  accumulate = k sums the gradients of k consecutive
+        minibatches and updates once (one step on a k-times larger batch).
+        Returns a :class:`History`.
+        """
+        self._require_compiled()
+        data, n = self._data(X, y)
+        epochs = check_int("epochs", epochs, 0)
+        batch_size = check_int("batch_size", batch_size, 1)
+        accumulate = check_int("accumulate", accumulate, 1)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
+        if schedule is not None and not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule must be a fastbp.schedules.Schedule, got {schedule!r}")
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            vdata, nv = self._data(validation_data[0], validation_data[1], "validation X",
+                                   "validation y")
+        if initial_epoch is not None:
+            self.epoch = check_int("initial_epoch", initial_epoch, 0)
+        if seed is not None:
+            seed = check_int("seed", seed, 0)
+            self._shuffle_rng = np.random.default_rng([seed, 1])
+            self._dropout_seed = seed
+        self._plan.stream = self._plan.stream._replace(seed=int(self._dropout_seed))
+        batch_size = min(batch_size, n)
+        n_batches = -(-n // batch_size)
+        accumulate = min(accumulate, n_batches)
+        self._workspace(batch_size, accumulate)
+        sizes = np.full(n_batches, batch_size, dtype=np.float64)
+        sizes[-1] = n - batch_size * (n_batches - 1)
+        history = History()
+        self.stop_training = False
+        callbacks = list(callbacks or [])
+        for cb in callbacks:
+            if not all(callable(getattr(cb, name, None)) for name in
+                       ("set_model", "on_train_begin", "on_epoch_end", "on_train_end")):
+                raise TypeError(f"callback {cb!r} must provide set_model, on_train_begin, "
+                                f"on_epoch_end and on_train_end (subclass "
+                                f"fastbp.callbacks.Callback)")
+        for cb in callbacks:
+            cb.set_model(self)
+            cb.on_train_begin()
+        per_epoch = bool(callbacks) or validation_data is not None or verbose != 0
+        # Without per-epoch hooks, many epochs go into one compiled call.
+        group = 1 if per_epoch else max(1, min(epochs, (1 << 22) // n))
+        epoch = 0
+        while epoch < epochs and not self.stop_training:
+            count = min(group, epochs - epoch)
+            if per_epoch:
+                for cb in callbacks:
+                    if hasattr(cb, "on_epoch_begin"):
+                        cb.on_epoch_begin(epoch)
+            t0 = time.perf_counter()
+            perms = self._permutations(count, n, shuffle)
+            lrs = self._learning_rates(schedule, self.epoch, count, n_batches, accumulate)
+            losses = np.zeros((count, n_batches))
+            if verbose == 1:
+                done, step, status = self._run_epoch_with_bar(
+                    data, perms, batch_size, accumulate, lrs, losses, sizes, epoch, epochs)
+            else:
+                done, step, status = self._run_epochs(data, perms, batch_size, accumulate, lrs,
+                                                      losses)
+            elapsed = (time.perf_counter() - t0) / count  # training time, per epoch
+            # a row sum is taken the same way whatever the number of rows
+            epoch_losses = ((losses[:done] * sizes).sum(axis=1) / n).tolist()
+            last_lrs = lrs[:done, -1].tolist()
+            for e in range(done):
+                self.epoch += 1
+                logs = {"loss": epoch_losses[e], "lr": last_lrs[e]}
+                if validation_data is not None:
+                    for k, v in self._evaluate_data(vdata, nv, 1024).items():
+                        logs["val_" + k] = v
+                logs["time"] = elapsed
+                history.append(self.epoch - 1, logs)
+                if verbose == 2:
+                    shown = "  ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "time")
+                    print(f"epoch {self.epoch} ({epoch + e + 1}/{epochs})  {shown}  "
+                          f"({logs['time'] * 1e3:.1f} ms)", flush=True)
+                for cb in callbacks:
+                    cb.on_epoch_end(self.epoch - 1, logs)
+            if status:
+                e = epoch + done
+                self._raise_on(status, losses[done, step], e, step)
+            epoch += count
+        for cb in callbacks:
+            cb.on_train_end()
+        return history
+
+    def _permutations(self, count, n, shuffle):
+        """(count, n) sample orders, one row an epoch.  ``permuted`` shuffles the rows
+        one after another, drawing what ``count`` calls of ``permutation(n)`` would."""
+        order = np.tile(np.arange(n, dtype=np.int64), (count, 1))
+        return self._shuffle_rng.permuted(order, axis=1) if shuffle else order
+
+    def _learning_rates(self, schedule, epoch, count, n_batches, accumulate=1):
+        """(count, n_batches) learning rates of the minibatches of epochs epoch, epoch + 1,
+        ...; with accumulate = k, a minibatch gets the rate of the update its group of k
+        ends in (the only one read)."""
+        base = self.optimizer.lr
+        if schedule is None:
+            return np.full((count, n_batches), base)
+        if schedule.per == "epoch":
+            per_epoch = np.array([schedule(epoch + e, base) for e in range(count)])
+            return np.repeat(per_epoch[:, None], n_batches, axis=1)
+        t0 = int(self.optimizer.step[0])
+        updates = -(-n_batches // accumulate)  # per epoch
+        steps = (t0 + np.arange(count)[:, None] * updates
+                 + np.arange(n_batches)[None, :] // accumulate)
+        rates = {t: schedule(t, base) for t in np.unique(steps).tolist()}
+        return np.vectorize(rates.__getitem__, otypes=[np.float64])(steps)
+
+    def _run_epoch_with_bar(self, data, perms, batch_size, accumulate, lrs, losses, sizes,
+                            epoch, epochs):
+        """One epoch in about 20 compiled calls, with a tqdm bar over its batches."""
+        from tqdm.auto import tqdm
+        n_batches = losses.shape[1]
+        n = perms.shape[1]
+        # chunks of whole accumulation groups, so that each group updates once
+        chunk = accumulate * max(1, -(-n_batches // (20 * accumulate)))
+        with tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
+                  leave=True, dynamic_ncols=True) as bar:
+            for s0 in range(0, n_batches, chunk):
+                s1 = min(n_batches, s0 + chunk)
+                part = perms[:, s0 * batch_size:min(n, s1 * batch_size)]
+                done, step, status = self._run_epochs(data, np.ascontiguousarray(part),
+                                                      batch_size, accumulate, lrs[:, s0:s1],
+                                                      losses[:, s0:s1])
+                if status:
+                    return 0, s0 + step, status
+                bar.update(s1 - s0)
+                seen = sizes[:s1]
+                bar.set_postfix(loss=f"{np.dot(losses[0, :s1], seen) / seen.sum():.4g}")
+        return 1, 0, 0
+
+    def _run_epochs(self, data, perms, batch_size, accumulate, lrs, losses):
+        """Run len(perms) epochs; returns (epochs done, failing step, status).  ``losses``
+        may be a column block of a larger array: the engine writes a contiguous copy."""
+        out = losses if losses.flags.c_contiguous else np.ascontiguousarray(losses)
+        done, step, status = self._driver.epochs(data, perms, batch_size, accumulate,
+                                                 np.ascontiguousarray(lrs), out)
+        if out is not losses:
+            losses[...] = out
+        return int(done), int(step), int(status)
+
+    # -- inference ---------------------------------------------------------------------------
+    def predict(self, X, batch_size: int = 1024) -> np.ndarray:
+        """The output for every row of X (logits for the logit losses)."""
+        xf, xi, n = self._data_inputs(X, "X")
+        batch_size = min(check_int("batch_size", batch_size, 1), n)
+        self._workspace(batch_size)
+        out = np.empty((n, self.n_out), dtype=self.dtype)
+        dummy = np.zeros((1, 1), dtype=self.dtype)
+        driver = self._driver or _inference_driver(self)
+        driver.predict(self._plan.data(xf, xi, dummy, np.zeros(1, dtype=_I64)), out,
+                       batch_size)
+        return out
+
+    def evaluate(self, X, y, batch_size: int = 1024) -> dict:
+        """{"loss": mean loss, "accuracy": ...} (accuracy for the classification losses)."""
+        self._require_compiled()
+        data, n = self._data(X, y)
+        batch_size = check_int("batch_size", batch_size, 1)
+        return self._evaluate_data(data, n, batch_size)
+
+    def _evaluate_data(self, data, n, batch_size):
+        batch_size = min(batch_size, n)
+        self._workspace(batch_size)
+        total, correct = self._driver.evaluate(data, n, batch_size)
+        per_row = self.loss.code == _losses.SoftmaxCrossEntropy.code
+        count = n if per_row else n * self.n_out
+        result = {"loss": float(total / count)}
+        if self.loss.classification:
+            result["accuracy"] = float(correct / count)
+        return result
+
+    # -- persistence -------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        """The architecture as JSON-ready data (layers, inputs and the calls between)."""
+        values = {id(v): i for i, v in enumerate(self.inputs)}
+        calls = []
+        for call in self._plan.calls:
+            values[id(call.output)] = len(values)
+            calls.append({"layer": self.layers.index(call.layer),
+                          "inputs": [values[id(v)] for v in call.inputs]})
+        return {"class": "Model", "dtype": self.dtype.name, "seed": self.seed,
+                "inputs": [{"width": v.width, "dtype": "int64" if v.is_ids else "float",
+                            "name": v.name} for v in self.inputs],
+                "layers": [{"class": type(l).__name__, "config": l.get_config()}
+                           for l in self.layers],
+                "calls": calls, "output": values[id(self.output)]}
+
+    def save(self, path) -> None:
+        """Save architecture, weights and optimizer state (see :func:`fastbp.load`)."""
+        from .persist import save_model
+        save_model(self, path)
+
+    def summary(self) -> str:
+        path = "fused engine" if self._plan.fusable else "per-layer path"
+        lines = [f"{type(self).__name__} ({self.dtype.name}, {self.n_params} parameters in the "
+                 f"flat buffer, {path})"]
+        for call in self._plan.calls:
+            widths = ", ".join(str(v.width) for v in call.inputs)
+            n = call.layer.n_params if call is call.layer._calls[0] else 0
+            shared = "" if call is call.layer._calls[0] else " (shared)"
+            lines.append(f"  {call.layer!r}: {widths} -> {call.output.width}, {n} "
+                         f"parameters{shared}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        names = [v.name for v in self.inputs]
+        return (f"Model(inputs={names}, {len(self.layers)} layers, dtype={self.dtype.name!r}, "
+                f"seed={self.seed})")
+
+
+def _inference_driver(model):
+    """A driver for predict before compile (no optimizer or loss needed)."""
+    return Compiled(model._plan) if model._plan.fusable else Layerwise(model._plan)
+
+
+def _stack(parts, dtype):
+    if not parts:
+        return np.zeros((1, 1), dtype=dtype)
+    if len(parts) == 1:
+        return parts[0]
+    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=dtype)

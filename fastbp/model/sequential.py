@@ -1,0 +1,70 @@
+"""Sequential: a list of layers, each reading the one before; a Model like any other."""
+from __future__ import annotations
+
+
+from ..engine.graph import Input
+from ..layers.base import Layer
+from ..layers.embedding import WindowEmbedding
+from .base import Model
+
+
+class Sequential(Model):
+    """A stack of layers trained as one network.
+
+    Parameters
+    ----------
+    layers : list of Layer
+        The first layer that has a fixed input width (``n_in``) sets the model's
+        input width.  A :class:`~fastbp.layers.WindowEmbedding` may only come first;
+        the model then takes int id windows as input.
+    dtype : {"float32", "float64"}
+        The dtype of every parameter, activation and gradient.
+    seed : int
+        Fixes the initial weights (and the dropout stream when ``fit`` gets no seed).
+    """
+
+    def __init__(self, layers: list, dtype: str = "float32", seed: int = 0):
+        if not isinstance(layers, (list, tuple)) or len(layers) == 0:
+            raise ValueError(f"Sequential needs a non-empty list of layers, got {layers!r}")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {i} is a {type(layer).__name__}; every layer must be a "
+                                f"fastbp.layers.Layer")
+            if isinstance(layer, WindowEmbedding) and i > 0:
+                raise ValueError(f"a WindowEmbedding must be the first layer, found one at "
+                                 f"position {i}")
+        if len({id(l) for l in layers}) != len(layers):
+            raise ValueError("the same layer object appears twice in the list")
+        if isinstance(layers[0], WindowEmbedding) and len(layers) == 1:
+            raise ValueError("a WindowEmbedding needs at least one Dense layer after it")
+        for layer in layers:
+            if layer.model is not None or layer._calls:
+                raise ValueError(f"{layer!r} already belongs to a model; a layer object can "
+                                 f"serve one model only")
+        first = layers[0]
+        if isinstance(first, WindowEmbedding):
+            x = Input(first.width, dtype="int64", name="ids")
+        else:
+            x = Input(_input_width(layers), name="x")
+        h = x
+        for layer in layers:
+            h = layer(h)
+        self.n_in = x.width
+        self._build([x], h, dtype, seed)
+        self.widths = [c.output.width for c in self._plan.calls]
+
+    def get_config(self) -> dict:
+        return {"class": "Sequential", "dtype": self.dtype.name, "seed": self.seed,
+                "layers": [{"class": type(l).__name__, "config": l.get_config()}
+                           for l in self.layers]}
+
+    def __repr__(self):
+        return f"Sequential({self.layers!r}, dtype={self.dtype.name!r}, seed={self.seed})"
+
+
+def _input_width(layers) -> int:
+    for layer in layers:
+        n_in = getattr(layer, "n_in", None)
+        if n_in is not None:
+            return int(n_in)
+    raise ValueError("no layer fixes the input width: the first Dense layer's n_in does")
