@@ -42,6 +42,10 @@ from .threads import parallel_enabled
 def layer_statistics(model, x, y) -> list[dict]:
     """A list with one dict of statistics per layer call (see the module docstring)."""
     model._require_compiled()
+    if model.checkpoint_every:
+        raise ValueError(f"layer_statistics reads every activation, and a model built with "
+                         f"checkpoint_every={model.checkpoint_every} keeps only some; build "
+                         f"the same model without checkpoint_every to inspect it")
     data, m = model._data(x, y, "x")
     model._workspace(m)
     plan = model._plan

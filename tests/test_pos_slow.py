@@ -20,7 +20,7 @@ def test_pos_tagger_one_epoch_reaches_90_percent_on_dev():
         import pos_tagger
     finally:
         sys.path.pop(0)
-    arrays, vocab, tags, weights = pos_tagger.load(DATA)
+    arrays, vocab, tags, weights, _ = pos_tagger.load(DATA)
     (Xtr, ytr), (Xdv, ydv) = arrays["train"], arrays["dev"]
     model = pos_tagger.build_model(len(vocab), len(tags), weights, seed=0)
     model.fit(Xtr, ytr, epochs=1, batch_size=64, seed=0)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-#: The model as tables (layout in :mod:`fastbp.engine.codes`); ``loss`` is the loss
-#: code and ``output`` the value the loss reads.
-Tape = namedtuple("Tape", ["nodes", "fattrs", "operands", "values", "tables", "loss", "output"])
+#: The model as tables (layout in :mod:`fastbp.engine.codes`); ``segments`` : int64
+#: (n_segments, 2) the first and last node of each segment of gradient checkpointing
+#: (empty without it); ``loss`` is the loss code and ``output`` the value the loss reads.
+Tape = namedtuple("Tape", ["nodes", "fattrs", "operands", "values", "tables", "segments",
+                           "loss", "output"])
 
 #: ``params``, ``grads`` : the flat parameter and gradient buffers; ``emb`` : every
 #: embedding table, one after another; ``pscratch`` : room for the largest layer's

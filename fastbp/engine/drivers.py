@@ -66,20 +66,24 @@ class Compiled:
 class Layerwise(Compiled):
     """Drives a plan node by node from Python; CUSTOM nodes call their layer."""
 
+    def forward_node(self, n, m, training, drop_step):
+        """Node n's forward pass (its operands are in place)."""
+        p = self.plan
+        if p.nodes[n, C.KIND] != C.CUSTOM:
+            I.node_forward(p.tape, p.weights, p.work, n, m, p.stream.seed, drop_step, training,
+                           parallel_enabled())
+            return
+        layer = p.node_layers[n]
+        x = p.slot(int(p.operands[p.nodes[n, C.ARG0], C.VALUE]), m)
+        out = p.slot(int(p.nodes[n, C.OUT]), m)
+        h = layer.forward(x, bool(training))
+        _check_array(h, out.shape, p.dtype, f"{layer!r}.forward")
+        out[...] = h
+
     def _forward(self, m, training, drop_step):
         p = self.plan
-        par = parallel_enabled()
-        seed = p.stream.seed
         for n in range(len(p.inputs), p.nodes.shape[0]):
-            if p.nodes[n, C.KIND] != C.CUSTOM:
-                I.node_forward(p.tape, p.weights, p.work, n, m, seed, drop_step, training, par)
-                continue
-            layer = p.node_layers[n]
-            x = p.slot(int(p.operands[p.nodes[n, C.ARG0], C.VALUE]), m)
-            out = p.slot(int(p.nodes[n, C.OUT]), m)
-            h = layer.forward(x, bool(training))
-            _check_array(h, out.shape, p.dtype, f"{layer!r}.forward")
-            out[...] = h
+            self.forward_node(n, m, training, drop_step)
         return p.slot(p.value_of(p.output), m)
 
     def backward_node(self, n, m, training, drop_step, add):
@@ -108,8 +112,19 @@ class Layerwise(Compiled):
                 target[...] = g_in
 
     def _backward(self, m, training, drop_step, add):
-        for n in range(self.plan.nodes.shape[0] - 1, len(self.plan.inputs) - 1, -1):
-            self.backward_node(n, m, training, drop_step, add)
+        p = self.plan
+        segs = p.segments
+        if segs.shape[0] == 0:
+            for n in range(p.nodes.shape[0] - 1, len(p.inputs) - 1, -1):
+                self.backward_node(n, m, training, drop_step, add)
+            return
+        for s in range(segs.shape[0] - 1, -1, -1):  # as interpreter.backward
+            first, last = int(segs[s, 0]), int(segs[s, 1])
+            if s < segs.shape[0] - 1:
+                for n in range(first, last + 1):
+                    self.forward_node(n, m, training, drop_step)
+            for n in range(last, first - 1, -1):
+                self.backward_node(n, m, training, drop_step, add)
 
     def forward(self, data, m, training=False):
         """Load the first m rows and run the forward pass; returns the output's slot."""

@@ -294,10 +294,25 @@ def close_rows(tape, work):
 
 @jit
 def backward(tape, weights, work, m, seed, drop_step, training, add_params, parallel):
-    """Every node in reverse tape order (the output's gradient is in place)."""
-    for n in range(tape.nodes.shape[0] - 1, -1, -1):
-        node_backward(tape, weights, work, n, m, seed, drop_step, training, add_params,
-                      parallel)
+    """Every node in reverse tape order (the output's gradient is in place).
+
+    With gradient checkpointing the segments go last to first: each but the last
+    (whose values the forward pass left in place) is first run forward again from the
+    values kept, with the same dropout keys, so the gradients are the same bits."""
+    segs = tape.segments
+    if segs.shape[0] == 0:
+        for n in range(tape.nodes.shape[0] - 1, -1, -1):
+            node_backward(tape, weights, work, n, m, seed, drop_step, training, add_params,
+                          parallel)
+        return
+    for s in range(segs.shape[0] - 1, -1, -1):
+        first, last = segs[s, 0], segs[s, 1]
+        if s < segs.shape[0] - 1:
+            for n in range(first, last + 1):
+                node_forward(tape, weights, work, n, m, seed, drop_step, training, parallel)
+        for n in range(last, first - 1, -1):
+            node_backward(tape, weights, work, n, m, seed, drop_step, training, add_params,
+                          parallel)
 
 
 # -- the gradient phase -------------------------------------------------------------------------------

@@ -65,9 +65,13 @@ class Plan:
     inputs : list of input Values; output : the Value the loss reads
     calls : the graph's calls in topological order; layout : their :class:`Layout`
     params, grads, emb : the model's flat buffers; dtype : their dtype
+    checkpoint_every : k > 0 keeps the output of every k-th node (and whatever a later
+        segment of k nodes reads); the backward pass recomputes the others segment by
+        segment, so the arenas hold about n/k + k values instead of n
     """
 
-    def __init__(self, inputs, output, calls, layout, params, grads, emb, dtype):
+    def __init__(self, inputs, output, calls, layout, params, grads, emb, dtype,
+                 checkpoint_every: int = 0):
         self.inputs, self.output, self.calls, self.layout = inputs, output, calls, layout
         self.dtype = dtype
         self.params, self.grads, self.emb = params, grads, emb
@@ -84,17 +88,9 @@ class Plan:
         vtable = np.zeros((len(values), C.VALUE_COLS), dtype=_I64)
         operands = []
         # values: offsets in their arenas, per sample
-        acts = ids = 0
         for v, value in enumerate(values):
             vtable[v, C.WIDTH] = value.width
             vtable[v, C.IS_IDS] = int(value.is_ids)
-            if value.is_ids:
-                vtable[v, C.OFFSET] = ids
-                ids += value.width
-            else:
-                vtable[v, C.OFFSET] = acts
-                acts += value.width
-        self.acts_width, self.ids_width = acts, ids
         # input nodes: their columns in the stacked data arrays
         fcol = icol = 0
         self.input_columns = []
@@ -170,6 +166,8 @@ class Plan:
                 tables[nodes[n, C.TABLE], C.POSITIONS] += vtable[v, C.WIDTH]
         self.nodes, self.fattrs, self.operands, self.vtable, self.tables = (
             nodes, fattrs, operands, vtable, tables)
+        self.checkpoint_every = checkpoint_every
+        self.segments = self._place_values(checkpoint_every)
         self.fusable = all(c.spec.kind != C.CUSTOM for c in calls)
         self.n_out = output.width
         self.loss_code = 0
@@ -184,6 +182,60 @@ class Plan:
         self.weights = None
         self.work = None
         self._retape()
+
+    def _place_values(self, every):
+        """Per-sample offsets of every value; returns the segments table (first node,
+        last node) of gradient checkpointing, empty without it."""
+        nodes, ops, vtable = self.nodes, self.operands, self.vtable
+        n_in = len(self.inputs)
+        compute = list(range(n_in, nodes.shape[0]))
+        segment = {}  # node -> its segment
+        if every:
+            for j, n in enumerate(compute):
+                segment[n] = j // every
+        kept = set(range(n_in)) | {self.value_of(self.output)}
+        if every:
+            for n in compute:
+                last = segment[n] != segment.get(n + 1, -1)
+                if last:
+                    kept.add(int(nodes[n, C.OUT]))
+                a0, na = nodes[n, C.ARG0], nodes[n, C.N_ARGS]
+                for a in range(a0, a0 + na):
+                    v = int(ops[a, C.VALUE])  # value v >= n_in is node v's output
+                    if v >= n_in and segment[n] != segment[v]:
+                        kept.add(v)  # read by a later segment: it cannot be recomputed
+        else:
+            kept = set(range(len(self.values)))
+        acts = ids = 0
+        for v in sorted(kept):
+            if vtable[v, C.IS_IDS]:
+                vtable[v, C.OFFSET] = ids
+                ids += vtable[v, C.WIDTH]
+            else:
+                vtable[v, C.OFFSET] = acts
+                acts += vtable[v, C.WIDTH]
+        # values of one segment share a scratch region with every other segment's
+        scratch = 0
+        if every:
+            used = {}
+            for n in compute:
+                v = int(nodes[n, C.OUT])
+                if v in kept:
+                    continue
+                j = segment[n]
+                vtable[v, C.OFFSET] = acts + used.get(j, 0)
+                used[j] = used.get(j, 0) + vtable[v, C.WIDTH]
+            scratch = max(used.values(), default=0)
+        self.acts_width, self.ids_width = acts + scratch, ids
+        if not every:
+            return np.zeros((0, 2), dtype=_I64)
+        count = max(segment.values()) + 1 if segment else 0
+        segs = np.zeros((count, 2), dtype=_I64)
+        for n in reversed(compute):
+            segs[segment[n], 0] = n
+        for n in compute:
+            segs[segment[n], 1] = n
+        return segs
 
     # -- what the tables say ----------------------------------------------------------
     def value_of(self, value) -> int:
@@ -202,7 +254,7 @@ class Plan:
 
     def _retape(self):
         self.tape = Tape(self.nodes, self.fattrs, self.operands, self.vtable, self.tables,
-                         int(self.loss_code), self.value_of(self.output))
+                         self.segments, int(self.loss_code), self.value_of(self.output))
 
     def set_loss(self, code: int) -> None:
         self.loss_code = int(code)

@@ -43,19 +43,25 @@ class Model:
         The dtype of every parameter, activation and gradient.
     seed : int
         Fixes the initial weights (and the dropout stream when ``fit`` gets no seed).
+    checkpoint_every : int, optional
+        Gradient checkpointing (seed 002, problem 7.11): keep the output of every k-th
+        layer call and recompute the others during the backward pass, segment by
+        segment.  The gradients are the same bits; the activations take about n/k + k
+        layers' worth of memory instead of n, for one more forward pass per step.
     """
 
-    def __init__(self, inputs, outputs, dtype: str = "float32", seed: int = 0):
+    def __init__(self, inputs, outputs, dtype: str = "float32", seed: int = 0,
+                 checkpoint_every: int | None = None):
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if isinstance(outputs, (list, tuple)):
             if len(outputs) != 1:
                 raise ValueError(f"a Model has one output (the loss reads it), got "
                                  f"{len(outputs)}")
             outputs = outputs[0]
-        self._build(inputs, outputs, dtype, seed)
+        self._build(inputs, outputs, dtype, seed, checkpoint_every)
 
     # -- construction ---------------------------------------------------------------
-    def _build(self, inputs, output, dtype, seed):
+    def _build(self, inputs, output, dtype, seed, checkpoint_every=None):
         if not inputs:
             raise ValueError("a Model needs at least one fb.Input")
         for v in inputs:
@@ -72,6 +78,9 @@ class Model:
             raise TypeError("the output holds int64 ids; the loss needs float outputs")
         self.dtype = check_dtype(dtype)
         self.seed = check_int("seed", seed, 0)
+        if checkpoint_every is not None:
+            checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
+        self.checkpoint_every = checkpoint_every
         calls = collect(inputs, output)
         for call in calls:
             owner = call.layer.model
@@ -102,7 +111,7 @@ class Model:
                 layer.bind_table(view)
                 self._table_layers[t] = layer
         self._plan = Plan(inputs, output, calls, layout, self.params, self.grads, self.tables,
-                          self.dtype)
+                          self.dtype, checkpoint_every or 0)
         self._vocab_bounds = self._input_vocab_bounds()
         for layer in layout.layers:
             layer.model = self
@@ -496,6 +505,7 @@ class Model:
             calls.append({"layer": self.layers.index(call.layer),
                           "inputs": [values[id(v)] for v in call.inputs]})
         return {"class": "Model", "dtype": self.dtype.name, "seed": self.seed,
+                "checkpoint_every": self.checkpoint_every,
                 "inputs": [{"width": v.width, "dtype": "int64" if v.is_ids else "float",
                             "name": v.name} for v in self.inputs],
                 "layers": [{"class": type(l).__name__, "config": l.get_config()}

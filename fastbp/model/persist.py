@@ -40,14 +40,16 @@ def model_from_config(config: dict, dtype=None) -> Model:
     dtype = dtype or config["dtype"]
     layers = _layers_from_config(config["layers"])
     if config.get("class", "Sequential") == "Sequential":
-        return Sequential(layers, dtype=dtype, seed=config["seed"])
+        return Sequential(layers, dtype=dtype, seed=config["seed"],
+                          checkpoint_every=config.get("checkpoint_every"))
     values = [Input(spec["width"], dtype=spec["dtype"], name=spec["name"])
               for spec in config["inputs"]]
     inputs = list(values)
     for call in config["calls"]:
         args = [values[i] for i in call["inputs"]]
         values.append(layers[call["layer"]](args if len(args) > 1 else args[0]))
-    return Model(inputs, values[config["output"]], dtype=dtype, seed=config["seed"])
+    return Model(inputs, values[config["output"]], dtype=dtype, seed=config["seed"],
+                 checkpoint_every=config.get("checkpoint_every"))
 
 
 def save_model(model: Model, path) -> None:

@@ -21,9 +21,13 @@ class Sequential(Model):
         The dtype of every parameter, activation and gradient.
     seed : int
         Fixes the initial weights (and the dropout stream when ``fit`` gets no seed).
+    checkpoint_every : int, optional
+        Keep every k-th layer's output and recompute the rest during backward (see
+        :class:`~fastbp.model.base.Model`).
     """
 
-    def __init__(self, layers: list, dtype: str = "float32", seed: int = 0):
+    def __init__(self, layers: list, dtype: str = "float32", seed: int = 0,
+                 checkpoint_every: int | None = None):
         if not isinstance(layers, (list, tuple)) or len(layers) == 0:
             raise ValueError(f"Sequential needs a non-empty list of layers, got {layers!r}")
         for i, layer in enumerate(layers):
@@ -50,11 +54,12 @@ class Sequential(Model):
         for layer in layers:
             h = layer(h)
         self.n_in = x.width
-        self._build([x], h, dtype, seed)
+        self._build([x], h, dtype, seed, checkpoint_every)
         self.widths = [c.output.width for c in self._plan.calls]
 
     def get_config(self) -> dict:
         return {"class": "Sequential", "dtype": self.dtype.name, "seed": self.seed,
+                "checkpoint_every": self.checkpoint_every,
                 "layers": [{"class": type(l).__name__, "config": l.get_config()}
                            for l in self.layers]}
 
