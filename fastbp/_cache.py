@@ -84,3 +84,12 @@ def ensure_fresh() -> None:
     except OSError:
         # A read-only install: numba falls back to its own cache folder and recompiles.
         pass
+
+
+def is_cached(dispatcher) -> bool:
+    """Whether numba's cache holds compiled code for ``dispatcher`` (an index file; the
+    code may still be for other types).  False when it cannot tell."""
+    try:
+        return os.path.exists(dispatcher._cache._cache_file._index_path)
+    except AttributeError:
+        return False
