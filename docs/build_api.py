@@ -7,9 +7,10 @@ import os
 import fastbp as fb
 
 MODULES = [
-    ("fastbp", ["Sequential", "History", "DivergenceError", "gradcheck", "load", "set_num_threads",
-                "get_num_threads", "warmup", "cache_dir"]),
-    ("fastbp.layers", ["Layer", "Dense", "Dropout", "WindowEmbedding"]),
+    ("fastbp", ["Model", "Sequential", "Input", "History", "DivergenceError", "gradcheck", "load",
+                "set_num_threads", "get_num_threads", "warmup", "cache_dir", "cache_dirs",
+                "clear_cache"]),
+    ("fastbp.layers", ["Layer", "Dense", "Dropout", "WindowEmbedding", "Concatenate", "Add"]),
     ("fastbp.losses", ["MSE", "BinaryCrossEntropy", "SoftmaxCrossEntropy"]),
     ("fastbp.optim", ["Optimizer", "SGD", "Adam", "AdamW", "AdaGrad", "RMSProp", "Adadelta",
                       "Yogi"]),

@@ -9,7 +9,7 @@ from . import callbacks, datasets, diagnostics, init, layers, losses, optim, sch
 from .gradcheck import gradcheck
 from .model import DivergenceError, History, Input, Model, Sequential, load
 from .threads import get_num_threads, set_num_threads
-from .warmup import cache_dir, warmup
+from .warmup import cache_dir, cache_dirs, clear_cache, warmup
 from . import _cache
 
 _cache.ensure_fresh()
@@ -19,6 +19,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Model", "Sequential", "Input", "History", "DivergenceError", "layers", "losses", "optim", "schedules", "init",
     "text", "callbacks", "datasets", "diagnostics",
-    "gradcheck", "load", "set_num_threads", "get_num_threads", "warmup", "cache_dir",
+    "gradcheck", "load", "set_num_threads", "get_num_threads", "warmup", "cache_dir", "cache_dirs", "clear_cache",
     "__version__",
 ]

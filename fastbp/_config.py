@@ -34,6 +34,10 @@ jit = numba.njit(**JIT_OPTIONS)
 jit_strict = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 jit_parallel = numba.njit(parallel=True, **JIT_OPTIONS)
 jit_inline = numba.njit(inline="never", **JIT_OPTIONS)
+#: Small helpers that numba inlines into their compiled callers (the interpreter's slot
+#: and table views): a call between compiled functions takes a reference to every array
+#: it passes, atomic operations that cost more than these helpers' own work.
+jit_always_inline = numba.njit(inline="always", **JIT_OPTIONS)
 
 #: A BLAS product is split along the longer side of its output into up to
 #: GEMM_BLOCKS blocks (fixed, so that results do not depend on the thread count),

@@ -235,7 +235,7 @@ def _info(args) -> int:
 
     from . import __version__
     from .threads import _load_blas, get_num_threads
-    from .warmup import cache_dir
+    from .warmup import cache_dirs
     print(f"fastbp      {__version__}  ({os.path.dirname(os.path.abspath(__file__))})")
     print(f"python      {platform.python_version()}  ({sys.executable})")
     print(f"numpy       {np.__version__}")
@@ -245,9 +245,8 @@ def _info(args) -> int:
     print(f"threads     {get_num_threads()} in use, NUMBA_NUM_THREADS="
           f"{numba.config.NUMBA_NUM_THREADS}")
     print(f"threading   {_threading_layer()} (requested: {numba.config.THREADING_LAYER})")
-    cache = cache_dir()
-    print(f"cache dir   {cache}")
-    print(f"cache       {_cache_summary(cache)}")
+    for cache in cache_dirs():
+        print(f"cache dir   {cache}: {_cache_summary(cache)}")
     for name in ("NUMBA_NUM_THREADS", "NUMBA_CACHE_DIR", "NUMBA_THREADING_LAYER",
                  "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         if name in os.environ:

@@ -10,11 +10,25 @@ from __future__ import annotations
 import numpy as np
 
 
-def cache_dir() -> str:
-    """The folder where fastbp's compiled kernels are cached."""
+def cache_dirs() -> list[str]:
+    """The folders where fastbp's compiled code is cached: numba keeps one per package
+    (``fastbp/kernels`` for the math, ``fastbp/engine`` for the interpreter)."""
     from ._cache import kernel_cache_dirs
-    dirs = sorted(kernel_cache_dirs())
+    return sorted(kernel_cache_dirs())
+
+
+def cache_dir() -> str:
+    """The folder where fastbp's compiled kernels are cached (the first of
+    :func:`cache_dirs`)."""
+    dirs = cache_dirs()
     return dirs[0] if dirs else ""
+
+
+def clear_cache() -> int:
+    """Delete fastbp's compiled code from numba's cache (every folder of
+    :func:`cache_dirs`); the next run compiles again.  Returns the files removed."""
+    from ._cache import clear
+    return clear()
 
 
 def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 import fastbp as fb
 from layer_harness import check_layer
+from test_gradcheck import Scale  # a = x * s, written in NumPy
 
 L = fb.layers
 
@@ -73,27 +74,6 @@ def test_add():
         return xs[0] + xs[1] + xs[2], []
     check_layer(lambda: L.Add(), [(3, "float64")] * 3, _floats(3, 3, 3), out_width=3,
                 n_params=0, trains=False, torch_twin=twin if _have_torch() else None)
-
-
-class Scale(L.Layer):
-    """A NumPy layer of the per-layer path: a = x * s."""
-
-    def param_shapes(self, input_dim):
-        return {"s": (input_dim,)}
-
-    def build(self, input_dim, rng, dtype):
-        return {"s": (1.0 + 0.5 * rng.standard_normal(input_dim)).astype(dtype)}
-
-    def forward(self, x, training):
-        self._x = x
-        return x * self.params["s"]
-
-    def backward(self, g):
-        self.grads["s"][...] = (g * self._x).sum(axis=0)
-        return g * self.params["s"]
-
-    def get_config(self):
-        return {}
 
 
 def test_numpy_layer_through_the_harness(monkeypatch):

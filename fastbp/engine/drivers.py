@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ..kernels.losses import SOFTMAX_CROSS_ENTROPY, loss_count, loss_sum_and_correct
+from ..kernels.losses import loss_count
 from ..threads import parallel_enabled
 from . import codes as C
 from . import interpreter as I
@@ -70,8 +70,8 @@ class Layerwise(Compiled):
         """Node n's forward pass (its operands are in place)."""
         p = self.plan
         if p.nodes[n, C.KIND] != C.CUSTOM:
-            I.node_forward(p.tape, p.weights, p.work, n, m, p.stream.seed, drop_step, training,
-                           parallel_enabled())
+            I.forward_nodes(p.tape, p.weights, p.work, n, n + 1, m, p.stream.seed, drop_step,
+                            training, parallel_enabled())
             return
         layer = p.node_layers[n]
         x = p.slot(int(p.operands[p.nodes[n, C.ARG0], C.VALUE]), m)
@@ -90,8 +90,8 @@ class Layerwise(Compiled):
         """Node n's backward pass (its output's gradient is complete)."""
         p = self.plan
         if p.nodes[n, C.KIND] != C.CUSTOM:
-            I.node_backward(p.tape, p.weights, p.work, n, m, p.stream.seed, drop_step,
-                            training, add, parallel_enabled())
+            I.backward_nodes(p.tape, p.weights, p.work, n, n + 1, m, p.stream.seed, drop_step,
+                             training, add, parallel_enabled())
             return
         out_v = int(p.nodes[n, C.OUT])
         if not p.needs_grad(out_v):
@@ -198,14 +198,8 @@ class Layerwise(Compiled):
         for start in range(0, n, batch_size):
             m = min(n, start + batch_size) - start
             I.load_inputs(p.tape, p.work, data, p.work.order, start, m, parallel_enabled())
-            o = self._forward(m, False, 0)
-            scratch = p.slot(p.value_of(p.output), m, grad=True)
-            if p.loss_code == SOFTMAX_CROSS_ENTROPY:
-                s, c = loss_sum_and_correct(p.loss_code, o, data.yf, data.yi[start:start + m],
-                                            scratch)
-            else:
-                s, c = loss_sum_and_correct(p.loss_code, o, data.yf[start:start + m], data.yi,
-                                            scratch)
+            self._forward(m, False, 0)
+            s, c = I.score_batch(p.tape, p.work, data, start, m)
             total += s
             correct += c
         return total, correct

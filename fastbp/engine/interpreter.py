@@ -28,11 +28,10 @@ import math
 
 from numba import prange
 
-from .._config import PARALLEL_MIN_WORK, jit, jit_parallel
+from .._config import PARALLEL_MIN_WORK, jit, jit_always_inline, jit_parallel
 from ..kernels.dense import dense_backward, dense_forward
 from ..kernels.dropout import dropout_apply
-from ..kernels.elementwise import (add_columns, add_flat, add_into, copy_columns,
-                                   take_columns)
+from ..kernels.elementwise import add_flat, add_into, columns_into, copy_columns
 from ..kernels.embedding import add_row_gradients, gather_windows, rows_squared_norm
 from ..kernels.losses import (SOFTMAX_CROSS_ENTROPY, loss_count, loss_sum_and_correct,
                               loss_sum_and_grad)
@@ -47,7 +46,7 @@ from .codes import (ACT, ADD, ARG0, CONCAT, DATA_COL, DENSE, DIM, DROPOUT, E_OFF
 
 
 # -- where things live ------------------------------------------------------------------
-@jit
+@jit_always_inline
 def slot(arena, values, v, m):
     """Value v at batch size m: the (m, width) block of ``arena`` at m * offset."""
     off = values[v, OFFSET] * m
@@ -55,7 +54,7 @@ def slot(arena, values, v, m):
     return arena[off:off + m * w].reshape((m, w))
 
 
-@jit
+@jit_always_inline
 def table(emb, tables, t):
     """Embedding table t, (vocab, dim), a view of the flat embedding buffer."""
     off = tables[t, E_OFF]
@@ -64,7 +63,7 @@ def table(emb, tables, t):
     return emb[off:off + V * d].reshape((V, d))
 
 
-@jit
+@jit_always_inline
 def table_state(emb_state, tables, t, k):
     """The k state arrays of trainable table t, (k, vocab, dim)."""
     off = tables[t, STATE_OFF]
@@ -73,7 +72,7 @@ def table_state(emb_state, tables, t, k):
     return emb_state[off:off + k * V * d].reshape((k, V, d))
 
 
-@jit
+@jit_always_inline
 def row_workspace(work, tables, t):
     """(touched rows, id hash table, row gradients) of table t."""
     cap = tables[t, ROW_CAP]
@@ -86,7 +85,7 @@ def row_workspace(work, tables, t):
     return rows, hashed, G
 
 
-@jit
+@jit_always_inline
 def dense_params(arr, nodes, values, operands, n):
     """(W, b) of dense node n as views of ``arr`` (the parameters or the gradients)."""
     n_in = values[operands[nodes[n, ARG0], VALUE], WIDTH]
@@ -140,51 +139,54 @@ def load_targets(tape, work, data, idx, start, m, parallel):
 
 # -- forward ---------------------------------------------------------------------------------------
 @jit
-def node_forward(tape, weights, work, n, m, seed, drop_step, training, parallel):
-    """Node n's output slot <- its operation on its operands' slots."""
+def forward_nodes(tape, weights, work, first, stop, m, seed, drop_step, training, parallel):
+    """Nodes first .. stop - 1 in tape order: each output slot <- its operation on its
+    operands' slots.  One call runs many nodes: every call between compiled functions
+    takes references to all the bundles' arrays, so the loop stays inside."""
     nodes, values, operands = tape.nodes, tape.values, tape.operands
-    kind = nodes[n, KIND]
-    if kind == INPUT:
-        return
-    out = slot(work.acts, values, nodes[n, OUT], m)
-    a0 = nodes[n, ARG0]
-    v0 = operands[a0, VALUE]
-    if kind == DENSE:
-        W, b = dense_params(weights.params, nodes, values, operands, n)
-        dense_forward(slot(work.acts, values, v0, m), W, b, out, work.work, nodes[n, ACT],
-                      tape.fattrs[n, SLOPE], parallel)
-    elif kind == DROPOUT:
-        x = slot(work.acts, values, v0, m)
-        p = tape.fattrs[n, P]
-        if training and p > 0:
-            dropout_apply(x, out, combine_key(seed, drop_step, nodes[n, KEY]), p, parallel)
-        else:
-            out[:] = x
-    elif kind == WINDOW:
-        gather_windows(table(weights.emb, tape.tables, nodes[n, TABLE]),
-                       slot(work.ids, values, v0, m), out, parallel)
-    elif kind == CONCAT:
-        col = 0
-        for a in range(a0, a0 + nodes[n, N_ARGS]):
-            x = slot(work.acts, values, operands[a, VALUE], m)
-            copy_columns(x, out, col)
-            col += x.shape[1]
-    elif kind == ADD:
-        out[:] = slot(work.acts, values, v0, m)
-        for a in range(a0 + 1, a0 + nodes[n, N_ARGS]):
-            add_into(out, slot(work.acts, values, operands[a, VALUE], m))
+    for n in range(first, stop):
+        kind = nodes[n, KIND]
+        if kind == INPUT:
+            continue
+        out = slot(work.acts, values, nodes[n, OUT], m)
+        a0 = nodes[n, ARG0]
+        v0 = operands[a0, VALUE]
+        if kind == DENSE:
+            W, b = dense_params(weights.params, nodes, values, operands, n)
+            dense_forward(slot(work.acts, values, v0, m), W, b, out, work.work, nodes[n, ACT],
+                          tape.fattrs[n, SLOPE], parallel)
+        elif kind == DROPOUT:
+            x = slot(work.acts, values, v0, m)
+            p = tape.fattrs[n, P]
+            if training and p > 0:
+                dropout_apply(x, out, combine_key(seed, drop_step, nodes[n, KEY]), p, parallel)
+            else:
+                out[:] = x
+        elif kind == WINDOW:
+            gather_windows(table(weights.emb, tape.tables, nodes[n, TABLE]),
+                           slot(work.ids, values, v0, m), out, parallel)
+        elif kind == CONCAT:
+            col = 0
+            for a in range(a0, a0 + nodes[n, N_ARGS]):
+                x = slot(work.acts, values, operands[a, VALUE], m)
+                copy_columns(x, out, col)
+                col += x.shape[1]
+        elif kind == ADD:
+            out[:] = slot(work.acts, values, v0, m)
+            for a in range(a0 + 1, a0 + nodes[n, N_ARGS]):
+                add_into(out, slot(work.acts, values, operands[a, VALUE], m))
 
 
 @jit
 def forward(tape, weights, work, m, seed, drop_step, training, parallel):
     """Every node in tape order; returns the output value's slot."""
-    for n in range(tape.nodes.shape[0]):
-        node_forward(tape, weights, work, n, m, seed, drop_step, training, parallel)
+    forward_nodes(tape, weights, work, 0, tape.nodes.shape[0], m, seed, drop_step, training,
+                  parallel)
     return slot(work.acts, tape.values, tape.output, m)
 
 
 # -- backward ---------------------------------------------------------------------------------------
-@jit
+@jit_always_inline
 def _gradient_target(work, values, operands, a, m):
     """Where operand a's share of its value's gradient goes: the value's gradient slot,
     or (when another reader wrote it already) the tmp buffer, added afterwards."""
@@ -195,7 +197,7 @@ def _gradient_target(work, values, operands, a, m):
     return slot(work.agrads, values, v, m)
 
 
-@jit
+@jit_always_inline
 def _finish_gradient(work, values, operands, a, m):
     if operands[a, GRAD_ACC] != 0:
         v = operands[a, VALUE]
@@ -204,87 +206,86 @@ def _finish_gradient(work, values, operands, a, m):
 
 
 @jit
-def node_backward(tape, weights, work, n, m, seed, drop_step, training, add_params, parallel):
-    """Node n's backward: from the gradient of its output to its parameters' gradients
-    and its operands' gradients.  add_params: add to the parameter gradients instead
-    of writing them (minibatches accumulating)."""
+def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, training,
+                   add_params, parallel):
+    """Nodes stop - 1 down to first: from the gradient of each output to its
+    parameters' gradients and its operands' gradients.  add_params: add to the
+    parameter gradients instead of writing them (minibatches accumulating)."""
     nodes, values, operands = tape.nodes, tape.values, tape.operands
-    kind = nodes[n, KIND]
-    out_v = nodes[n, OUT]
-    if kind == INPUT or values[out_v, NEEDS_GRAD] == 0:
-        return
-    g = slot(work.agrads, values, out_v, m)
-    a0 = nodes[n, ARG0]
-    v0 = operands[a0, VALUE]
-    need0 = values[v0, NEEDS_GRAD] != 0
-    if kind == DENSE:
-        W, _ = dense_params(weights.params, nodes, values, operands, n)
-        x = slot(work.acts, values, v0, m)
-        a = slot(work.acts, values, out_v, m)
-        g_in = _gradient_target(work, values, operands, a0, m)
-        if add_params or nodes[n, PARAM_ACC] != 0:
-            # this node's share, added to what the other call (or minibatch) left
-            dW = weights.pscratch[:W.size].reshape(W.shape)
-            db = weights.pscratch[W.size:W.size + W.shape[1]]
-            dense_backward(x, a, W, g, dW, db, g_in, nodes[n, ACT], tape.fattrs[n, SLOPE],
-                           need0, parallel)
-            wo = nodes[n, W_OFF]
-            size = W.size + W.shape[1]
-            add_flat(weights.grads[wo:wo + size], weights.pscratch[:size])
-        else:
-            dW, db = dense_params(weights.grads, nodes, values, operands, n)
-            dense_backward(x, a, W, g, dW, db, g_in, nodes[n, ACT], tape.fattrs[n, SLOPE],
-                           need0, parallel)
-        if need0:
-            _finish_gradient(work, values, operands, a0, m)
-    elif kind == DROPOUT:
-        if need0:
+    for n in range(stop - 1, first - 1, -1):
+        kind = nodes[n, KIND]
+        out_v = nodes[n, OUT]
+        if kind == INPUT or values[out_v, NEEDS_GRAD] == 0:
+            continue
+        g = slot(work.agrads, values, out_v, m)
+        a0 = nodes[n, ARG0]
+        v0 = operands[a0, VALUE]
+        need0 = values[v0, NEEDS_GRAD] != 0
+        if kind == DENSE:
+            W, _ = dense_params(weights.params, nodes, values, operands, n)
+            x = slot(work.acts, values, v0, m)
+            a = slot(work.acts, values, out_v, m)
             g_in = _gradient_target(work, values, operands, a0, m)
-            p = tape.fattrs[n, P]
-            if training and p > 0:
-                dropout_apply(g, g_in, combine_key(seed, drop_step, nodes[n, KEY]), p, parallel)
+            if add_params or nodes[n, PARAM_ACC] != 0:
+                # this node's share, added to what the other call (or minibatch) left
+                dW = weights.pscratch[:W.size].reshape(W.shape)
+                db = weights.pscratch[W.size:W.size + W.shape[1]]
+                dense_backward(x, a, W, g, dW, db, g_in, nodes[n, ACT], tape.fattrs[n, SLOPE],
+                               need0, parallel)
+                wo = nodes[n, W_OFF]
+                size = W.size + W.shape[1]
+                add_flat(weights.grads[wo:wo + size], weights.pscratch[:size])
             else:
-                g_in[:] = g
-            _finish_gradient(work, values, operands, a0, m)
-    elif kind == WINDOW:
-        t = nodes[n, TABLE]
-        rows, hashed, G = row_workspace(work, tape.tables, t)
-        count = work.n_rows[t]
-        if count < 0:  # the first node of this pass to reach the table
-            hashed[:] = -1
-            count = 0
-        work.n_rows[t] = add_row_gradients(slot(work.ids, values, v0, m), g,
-                                           tape.tables[t, DIM], tape.tables[t, PADDING],
-                                           rows, G, hashed, count)
-    elif kind == CONCAT:
-        col = 0
-        for a in range(a0, a0 + nodes[n, N_ARGS]):
-            v = operands[a, VALUE]
-            w = values[v, WIDTH]
-            if values[v, NEEDS_GRAD] != 0:
-                if operands[a, GRAD_ACC] != 0:
-                    add_columns(g, col, slot(work.agrads, values, v, m))
+                dW, db = dense_params(weights.grads, nodes, values, operands, n)
+                dense_backward(x, a, W, g, dW, db, g_in, nodes[n, ACT], tape.fattrs[n, SLOPE],
+                               need0, parallel)
+            if need0:
+                _finish_gradient(work, values, operands, a0, m)
+        elif kind == DROPOUT:
+            if need0:
+                g_in = _gradient_target(work, values, operands, a0, m)
+                p = tape.fattrs[n, P]
+                if training and p > 0:
+                    dropout_apply(g, g_in, combine_key(seed, drop_step, nodes[n, KEY]), p, parallel)
                 else:
-                    take_columns(g, col, slot(work.agrads, values, v, m))
-            col += w
-    elif kind == ADD:
-        for a in range(a0, a0 + nodes[n, N_ARGS]):
-            v = operands[a, VALUE]
-            if values[v, NEEDS_GRAD] != 0:
-                if operands[a, GRAD_ACC] != 0:
-                    add_into(slot(work.agrads, values, v, m), g)
-                else:
-                    slot(work.agrads, values, v, m)[:] = g
+                    g_in[:] = g
+                _finish_gradient(work, values, operands, a0, m)
+        elif kind == WINDOW:
+            t = nodes[n, TABLE]
+            rows, hashed, G = row_workspace(work, tape.tables, t)
+            count = work.n_rows[t]
+            if count < 0:  # the first node of this pass to reach the table
+                hashed[:] = -1
+                count = 0
+            work.n_rows[t] = add_row_gradients(slot(work.ids, values, v0, m), g,
+                                               tape.tables[t, DIM], tape.tables[t, PADDING],
+                                               rows, G, hashed, count)
+        elif kind == CONCAT:
+            col = 0
+            for a in range(a0, a0 + nodes[n, N_ARGS]):
+                v = operands[a, VALUE]
+                w = values[v, WIDTH]
+                if values[v, NEEDS_GRAD] != 0:
+                    columns_into(g, col, slot(work.agrads, values, v, m), operands[a, GRAD_ACC] != 0)
+                col += w
+        elif kind == ADD:
+            for a in range(a0, a0 + nodes[n, N_ARGS]):
+                v = operands[a, VALUE]
+                if values[v, NEEDS_GRAD] != 0:
+                    if operands[a, GRAD_ACC] != 0:
+                        add_into(slot(work.agrads, values, v, m), g)
+                    else:
+                        slot(work.agrads, values, v, m)[:] = g
 
 
-@jit
+@jit_always_inline
 def open_rows(tape, work):
     """Mark every table's row gradients empty: the next backward pass starts them."""
     for t in range(tape.tables.shape[0]):
         work.n_rows[t] = -1
 
 
-@jit
+@jit_always_inline
 def close_rows(tape, work):
     """A table no node reached this pass (all its ids were padding) has no rows."""
     for t in range(tape.tables.shape[0]):
@@ -301,18 +302,16 @@ def backward(tape, weights, work, m, seed, drop_step, training, add_params, para
     values kept, with the same dropout keys, so the gradients are the same bits."""
     segs = tape.segments
     if segs.shape[0] == 0:
-        for n in range(tape.nodes.shape[0] - 1, -1, -1):
-            node_backward(tape, weights, work, n, m, seed, drop_step, training, add_params,
-                          parallel)
+        backward_nodes(tape, weights, work, 0, tape.nodes.shape[0], m, seed, drop_step,
+                       training, add_params, parallel)
         return
     for s in range(segs.shape[0] - 1, -1, -1):
-        first, last = segs[s, 0], segs[s, 1]
+        first, stop = segs[s, 0], segs[s, 1] + 1
         if s < segs.shape[0] - 1:
-            for n in range(first, last + 1):
-                node_forward(tape, weights, work, n, m, seed, drop_step, training, parallel)
-        for n in range(last, first - 1, -1):
-            node_backward(tape, weights, work, n, m, seed, drop_step, training, add_params,
+            forward_nodes(tape, weights, work, first, stop, m, seed, drop_step, training,
                           parallel)
+        backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, training,
+                       add_params, parallel)
 
 
 # -- the gradient phase -------------------------------------------------------------------------------
@@ -474,6 +473,17 @@ def predict(tape, weights, work, data, out, batch_size, parallel):
 
 
 @jit
+def score_batch(tape, work, data, start, m):
+    """(summed loss, number correct) of the output slot against rows start:start + m of
+    the targets."""
+    o = slot(work.acts, tape.values, tape.output, m)
+    scratch = slot(work.agrads, tape.values, tape.output, m)
+    if tape.loss == SOFTMAX_CROSS_ENTROPY:
+        return loss_sum_and_correct(tape.loss, o, data.yf, data.yi[start:start + m], scratch)
+    return loss_sum_and_correct(tape.loss, o, data.yf[start:start + m], data.yi, scratch)
+
+
+@jit
 def evaluate(tape, weights, work, data, n, batch_size, parallel):
     """(summed loss, number correct) over the first n rows, batch by batch, in inference
     mode."""
@@ -482,14 +492,8 @@ def evaluate(tape, weights, work, data, n, batch_size, parallel):
     for start in range(0, n, batch_size):
         m = min(n, start + batch_size) - start
         load_inputs(tape, work, data, work.order, start, m, parallel)
-        o = forward(tape, weights, work, m, 0, 0, False, parallel)
-        scratch = slot(work.agrads, tape.values, tape.output, m)
-        if tape.loss == SOFTMAX_CROSS_ENTROPY:
-            s, c = loss_sum_and_correct(tape.loss, o, data.yf, data.yi[start:start + m],
-                                        scratch)
-        else:
-            s, c = loss_sum_and_correct(tape.loss, o, data.yf[start:start + m], data.yi,
-                                        scratch)
+        forward(tape, weights, work, m, 0, 0, False, parallel)
+        s, c = score_batch(tape, work, data, start, m)
         total += s
         correct += c
     return total, correct

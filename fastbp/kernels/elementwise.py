@@ -143,22 +143,18 @@ def copy_columns(src, dst, start):
 
 
 @jit
-def take_columns(src, start, dst):
-    """dst <- src[:, start:start + n]; dst : (m, n)."""
+def columns_into(src, start, dst, add):
+    """dst <- src[:, start:start + n] (or dst += it, with add); dst : (m, n)."""
     n = dst.shape[1]
-    for i in range(dst.shape[0]):
-        d = dst[i]
-        s = src[i]
-        for j in range(n):
-            d[j] = s[start + j]
-
-
-@jit
-def add_columns(src, start, dst):
-    """dst += src[:, start:start + n]; dst : (m, n)."""
-    n = dst.shape[1]
-    for i in range(dst.shape[0]):
-        d = dst[i]
-        s = src[i]
-        for j in range(n):
-            d[j] += s[start + j]
+    if add:
+        for i in range(dst.shape[0]):
+            d = dst[i]
+            s = src[i]
+            for j in range(n):
+                d[j] += s[start + j]
+    else:
+        for i in range(dst.shape[0]):
+            d = dst[i]
+            s = src[i]
+            for j in range(n):
+                d[j] = s[start + j]
