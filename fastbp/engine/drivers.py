@@ -34,6 +34,12 @@ class Compiled:
         p = self.plan
         I.load_inputs(p.tape, p.work, data, p.work.order, 0, m, parallel_enabled())
 
+    def status(self):
+        """(status, squared norm) of the gradients the last gradient phase left."""
+        p = self.plan
+        return I.gradient_status(p.tape, p.weights, p.work, p.optim_bundle().clip_norm,
+                                 parallel_enabled())
+
     def update(self, lr, sq):
         p = self.plan
         return I.update(p.tape, p.weights, p.work, p.optim_bundle(), lr, sq, parallel_enabled())

@@ -93,7 +93,6 @@ class Plan:
             vtable[v, C.IS_IDS] = int(value.is_ids)
         # input nodes: their columns in the stacked data arrays
         fcol = icol = 0
-        self.input_columns = []
         for n, value in enumerate(inputs):
             nodes[n, C.KIND] = C.INPUT
             nodes[n, C.OUT] = n
@@ -103,8 +102,6 @@ class Plan:
             else:
                 nodes[n, C.DATA_COL] = fcol
                 fcol += value.width
-            self.input_columns.append(int(nodes[n, C.DATA_COL]))
-        self.float_columns, self.id_columns = fcol, icol
         # compute nodes
         key = 0
         self.node_layers = [None] * len(inputs)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import losses as _losses
 from .. import optim as _optim
-from .._validation import check_dtype, check_features, check_ids, check_int
+from .._validation import check_dtype, check_features, check_float, check_ids, check_int
 from ..engine import codes as C
 from ..engine.drivers import Compiled, Layerwise
 from ..engine.graph import Value, collect
@@ -248,6 +248,11 @@ class Model:
         self._plan.workspace(batch, accumulate)
 
     # -- one step ----------------------------------------------------------------------
+    def _seed_stream(self):
+        """Key the dropout stream with the current seed (its step count is kept)."""
+        if self._plan.stream.seed != self._dropout_seed:
+            self._plan.stream = self._plan.stream._replace(seed=int(self._dropout_seed))
+
     def _raise_on(self, status, loss, epoch=None, step=None):
         if status:
             raise DivergenceError(divergence_message(status, loss, epoch, step), epoch, step)
@@ -257,7 +262,7 @@ class Model:
         self._require_compiled()
         data, m = self._data(x, y, "x")
         self._workspace(m)
-        self._plan.stream = self._plan.stream._replace(seed=int(self._dropout_seed))
+        self._seed_stream()
         loss, status = self._driver.step(data, m, self.optimizer.lr)
         self._raise_on(status, loss)
         return float(loss)
@@ -276,18 +281,10 @@ class Model:
         """Phase two alone: clip, then update the weights from ``model.grads`` and the
         row gradients the last ``compute_gradients`` left."""
         self._require_compiled()
-        from .._validation import check_float
         lr = self.optimizer.lr if lr is None else check_float("lr", lr, low=0.0, low_open=True)
-        status, sq = self._plan_status()
+        status, sq = self._driver.status()
         self._raise_on(status, float("nan"))
         self._raise_on(self._driver.update(lr, sq), float("nan"))
-
-    def _plan_status(self):
-        from ..engine.interpreter import gradient_status
-        from ..threads import parallel_enabled
-        p = self._plan
-        return gradient_status(p.tape, p.weights, p.work, float(self.optimizer.clip_value),
-                               parallel_enabled())
 
     def embedding_gradient(self, layer=None) -> np.ndarray:
         """The dense (vocab_size, dim) gradient of an embedding table (the first, unless
@@ -343,7 +340,7 @@ class Model:
             seed = check_int("seed", seed, 0)
             self._shuffle_rng = np.random.default_rng([seed, 1])
             self._dropout_seed = seed
-        self._plan.stream = self._plan.stream._replace(seed=int(self._dropout_seed))
+        self._seed_stream()
         batch_size = min(batch_size, n)
         n_batches = -(-n // batch_size)
         accumulate = min(accumulate, n_batches)
