@@ -22,6 +22,8 @@ threads in subprocesses.
 from __future__ import annotations
 
 import numba
+from numba import types
+from numba.extending import intrinsic
 
 FASTMATH = {"nsz", "arcp", "reassoc", "afn"}
 
@@ -62,3 +64,14 @@ PARALLEL_UPDATE_MIN = 1 << 15
 #: Fixed chunk (in elements) for flat-buffer reductions: the partial sums are
 #: taken per chunk and added in chunk order, whatever the thread count.
 REDUCE_CHUNK = 4096
+
+
+@intrinsic
+def unliteral(typingctx, x):
+    """x typed as a run-time value.  A compiled function called with a constant
+    (``0``, ``True``) is compiled once more for that literal: the interpreter's node
+    loops were compiled three times over (from fit, evaluate and the per-layer driver)
+    until their callers passed their constants through this."""
+    def codegen(context, builder, sig, args):
+        return context.cast(builder, args[0], sig.args[0], sig.return_type)
+    return types.unliteral(x)(x), codegen

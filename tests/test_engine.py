@@ -273,6 +273,11 @@ def _dispatchers():
                 if (isinstance(obj, numba.core.dispatcher.Dispatcher)
                         and obj.__module__ == mod.__name__):
                     found[f"{info.name}.{name}"] = obj
+    # a model's own build: the copies of the interpreter (and of the optimizer and loss
+    # kernels) made for its features
+    from fastbp.engine import specialize
+    for copy in specialize.copies():
+        found[f"{copy.py_func.__module__.split('.')[-1]}.{copy.py_func.__qualname__}"] = copy
     return found
 
 
@@ -302,7 +307,8 @@ def test_second_fit_and_second_model_do_not_recompile(dtype):
     first = make()
     _exercise(first, "softmax_cross_entropy", 4, 0)
     counts = _signature_counts()
-    for name in ("interpreter.train_epoch", "interpreter.train_step", "dense.dense_forward",
+    for name in ("interpreter.train_epochs__t0d1m0s0o1l2", "interpreter.train_step__t0d1m0s0o1l2",
+                 "interpreter.forward_nodes__t0d1m0", "dense.dense_forward",
                  "dense.dense_backward"):
         assert name in counts, f"no dispatcher {name}: the test would watch nothing"
     # Kernels called only from compiled code may show no signature of their own (a caller
@@ -316,8 +322,9 @@ def test_second_fit_and_second_model_do_not_recompile(dtype):
 
 
 def test_other_architectures_of_the_same_dtype_do_not_recompile():
-    """One compiled step serves every model of a dtype: widths, depth, activations, losses,
-    optimizers and dropout are data (the layer tables), not types."""
+    """One compiled step serves every model of a dtype with the same features (node kinds,
+    optimizer, loss: fastbp.engine.specialize): widths, depth, activations, dropout rates
+    and hyperparameters are data (the layer tables), not types."""
     base = fb.Sequential([fb.layers.Dense(6, 20, activation="relu"), fb.layers.Dropout(0.2),
                           fb.layers.Dense(20, 4)], dtype="float64", seed=0)
     base.compile(fb.optim.Adam(lr=1e-3), "softmax_cross_entropy")
@@ -330,9 +337,12 @@ def test_other_architectures_of_the_same_dtype_do_not_recompile():
                         fb.layers.Dense(7, 3)], dtype="float64", seed=2),
          fb.optim.AdamW(lr=1e-3, clip_norm=1.0), "binary_cross_entropy", 3),
     ]
-    # the other losses and optimizers once, so that only the architecture is new below
+    # the other losses and optimizers once (with dropout where the model has it), so that
+    # only the architecture is new below
     for model, opt, loss, n_out in others:
-        warm = fb.Sequential([fb.layers.Dense(6, 20, activation="relu"), fb.layers.Dropout(0.2),
+        dropout = [fb.layers.Dropout(0.2)] if any(
+            isinstance(layer, fb.layers.Dropout) for layer in model.layers) else []
+        warm = fb.Sequential([fb.layers.Dense(6, 20, activation="relu"), *dropout,
                               fb.layers.Dense(20, n_out)], dtype="float64", seed=0)
         warm.compile(type(opt).from_config(opt.get_config()), loss)
         _exercise(warm, loss, n_out, 0)

@@ -16,57 +16,64 @@ import numpy as np
 from ..kernels.losses import loss_count
 from ..threads import parallel_enabled
 from . import codes as C
-from . import interpreter as I
+from .specialize import build, features_of
 
 
 class Compiled:
-    """Drives a plan through the compiled interpreter."""
+    """Drives a plan through the compiled interpreter, in the plan's own build
+    (:mod:`.specialize`: only the node kinds, optimizer and loss it uses are compiled)."""
 
     def __init__(self, plan):
         self.plan = plan
+        opt = getattr(plan, "opt", None)
+        self.features = features_of(plan, None if opt is None else opt.code,
+                                    None if opt is None else plan.loss_code)
+        self.build = build(self.features)
 
     def gradients(self, data, m, count, training, add):
         p = self.plan
-        return I.gradients(p.tape, p.weights, p.work, p.optim_bundle().clip_norm, data.yf,
+        return self.build.gradients(p.tape, p.weights, p.work, p.optim_bundle().clip_norm, data.yf,
                            data.yi, m, count, p.stream, training, add, parallel_enabled())
 
     def load(self, data, m):
         p = self.plan
-        I.load_inputs(p.tape, p.work, data, p.work.order, 0, m, parallel_enabled())
+        self.build.load_inputs(p.tape, p.work, data, p.work.order, 0, m, parallel_enabled())
 
     def status(self):
         """(status, squared norm) of the gradients the last gradient phase left."""
         p = self.plan
-        return I.gradient_status(p.tape, p.weights, p.work, p.optim_bundle().clip_norm,
+        return self.build.gradient_status(p.tape, p.weights, p.work, p.optim_bundle().clip_norm,
                                  parallel_enabled())
 
     def update(self, lr, sq):
         p = self.plan
-        return I.update(p.tape, p.weights, p.work, p.optim_bundle(), lr, sq, parallel_enabled())
+        return self.build.update(p.tape, p.weights, p.work, p.optim_bundle(), lr, sq,
+                                 parallel_enabled())
 
     def step(self, data, m, lr, training=True, do_update=True):
         p = self.plan
-        return I.train_step(p.tape, p.weights, p.work, p.optim_bundle(), data, m, lr, p.stream,
-                            training, do_update, parallel_enabled())
+        return self.build.train_step(p.tape, p.weights, p.work, p.optim_bundle(), data, m, lr,
+                                     p.stream, training, do_update, parallel_enabled())
 
     def epochs(self, data, perms, batch_size, accumulate, lrs, losses):
         p = self.plan
-        return I.train_epochs(p.tape, p.weights, p.work, p.optim_bundle(), data, perms,
+        return self.build.train_epochs(p.tape, p.weights, p.work, p.optim_bundle(), data, perms,
                               batch_size, accumulate, lrs, p.stream, parallel_enabled(), losses)
 
     def predict(self, data, out, batch_size):
         p = self.plan
         p.rows_in_order(out.shape[0])
-        I.predict(p.tape, p.weights, p.work, data, out, batch_size, parallel_enabled())
+        self.build.predict(p.tape, p.weights, p.work, data, out, batch_size, parallel_enabled())
 
     def evaluate(self, data, n, batch_size):
         p = self.plan
         p.rows_in_order(n)
-        return I.evaluate(p.tape, p.weights, p.work, data, n, batch_size, parallel_enabled())
+        return self.build.evaluate(p.tape, p.weights, p.work, data, n, batch_size,
+                                   parallel_enabled())
 
     def loss_only(self, data, m):
         p = self.plan
-        return I.loss_only(p.tape, p.weights, p.work, data, m, parallel_enabled())
+        return self.build.loss_only(p.tape, p.weights, p.work, data, m, parallel_enabled())
 
 
 class Layerwise(Compiled):
@@ -76,8 +83,8 @@ class Layerwise(Compiled):
         """Node n's forward pass (its operands are in place)."""
         p = self.plan
         if p.nodes[n, C.KIND] != C.CUSTOM:
-            I.forward_nodes(p.tape, p.weights, p.work, n, n + 1, m, p.stream.seed, drop_step,
-                            training, parallel_enabled())
+            self.build.forward_nodes(p.tape, p.weights, p.work, n, n + 1, m, p.stream.seed,
+                                     drop_step, training, parallel_enabled())
             return
         layer = p.node_layers[n]
         x = p.slot(int(p.operands[p.nodes[n, C.ARG0], C.VALUE]), m)
@@ -96,8 +103,8 @@ class Layerwise(Compiled):
         """Node n's backward pass (its output's gradient is complete)."""
         p = self.plan
         if p.nodes[n, C.KIND] != C.CUSTOM:
-            I.backward_nodes(p.tape, p.weights, p.work, n, n + 1, m, p.stream.seed, drop_step,
-                             training, add, parallel_enabled())
+            self.build.backward_nodes(p.tape, p.weights, p.work, n, n + 1, m, p.stream.seed,
+                                      drop_step, training, add, parallel_enabled())
             return
         out_v = int(p.nodes[n, C.OUT])
         if not p.needs_grad(out_v):
@@ -142,15 +149,15 @@ class Layerwise(Compiled):
         par = parallel_enabled()
         drop_step = int(p.stream.step[0])
         self._forward(m, training, drop_step)
-        total = I.output_gradient(p.tape, p.work, data.yf, data.yi, m, count, par)
+        total = self.build.output_gradient(p.tape, p.work, data.yf, data.yi, m, count, par)
         if not math.isfinite(total):
             return total, C.NONFINITE_LOSS, 0.0
         if not add:
-            I.open_rows(p.tape, p.work)
+            self.build.open_rows(p.tape, p.work)
         self._backward(m, training, drop_step, add)
-        I.close_rows(p.tape, p.work)
-        status, sq = I.gradient_status(p.tape, p.weights, p.work, p.optim_bundle().clip_norm,
-                                       par)
+        self.build.close_rows(p.tape, p.work)
+        status, sq = self.build.gradient_status(p.tape, p.weights, p.work,
+                                                p.optim_bundle().clip_norm, par)
         if status == C.OK and training:
             p.stream.step[0] += 1
         return total, status, sq
@@ -173,8 +180,8 @@ class Layerwise(Compiled):
             for s in range(n_batches):
                 start = s * batch_size
                 m = min(batch_size, n - start)
-                I.load_inputs(p.tape, p.work, data, perms[e], start, m, par)
-                yf, yi = I.load_targets(p.tape, p.work, data, perms[e], start, m, par)
+                self.build.load_inputs(p.tape, p.work, data, perms[e], start, m, par)
+                yf, yi = self.build.load_targets(p.tape, p.work, data, perms[e], start, m, par)
                 j = s % accumulate
                 g0 = (s - j) * batch_size
                 group = min(g0 + accumulate * batch_size, n) - g0
@@ -194,7 +201,7 @@ class Layerwise(Compiled):
         p.rows_in_order(out.shape[0])
         for start in range(0, out.shape[0], batch_size):
             m = min(out.shape[0], start + batch_size) - start
-            I.load_inputs(p.tape, p.work, data, p.work.order, start, m, parallel_enabled())
+            self.build.load_inputs(p.tape, p.work, data, p.work.order, start, m, parallel_enabled())
             out[start:start + m] = self._forward(m, False, 0)
 
     def evaluate(self, data, n, batch_size):
@@ -203,9 +210,9 @@ class Layerwise(Compiled):
         total, correct = 0.0, 0
         for start in range(0, n, batch_size):
             m = min(n, start + batch_size) - start
-            I.load_inputs(p.tape, p.work, data, p.work.order, start, m, parallel_enabled())
+            self.build.load_inputs(p.tape, p.work, data, p.work.order, start, m, parallel_enabled())
             self._forward(m, False, 0)
-            s, c = I.score_batch(p.tape, p.work, data, start, m)
+            s, c = self.build.score_batch(p.tape, p.work, data, start, m)
             total += s
             correct += c
         return total, correct
@@ -215,7 +222,7 @@ class Layerwise(Compiled):
         self.load(data, m)
         self._forward(m, False, 0)
         count = _count(p, m)
-        return I.output_gradient(p.tape, p.work, data.yf, data.yi, m, count,
+        return self.build.output_gradient(p.tape, p.work, data.yf, data.yi, m, count,
                                  parallel_enabled()) / count
 
 

@@ -1,9 +1,9 @@
 """The compiled interpreter: walks a model's tape (forward, loss, backward, update).
 
 The model reaches the compiled code as the tables of a :class:`~.bundles.Tape`,
-not as generated source, so one cached function serves every model of a dtype,
-and the on-disk cache keeps it across processes.  A training step is two
-phases:
+not as generated source, so one cached function serves every model of a dtype
+with the same features (below), and the on-disk cache keeps it across
+processes.  A training step is two phases:
 
 * **gradients** (:func:`gradients`): the forward pass node by node, the loss
   and its gradient at the output, the backward pass in reverse tape order,
@@ -21,6 +21,20 @@ that the backward pass meets first writes it, the others add to it, always in
 reverse tape order, so the sum does not depend on the thread count.  The
 same holds for a layer called twice (its parameter gradients) and for an
 embedding table read by two nodes (its rows).
+
+**Builds.**  A model runs its own build of these functions
+(:mod:`fastbp.engine.specialize`), in which the constants ``HAS_TABLES``,
+``HAS_DROPOUT``, ``HAS_MERGE`` and ``HAS_SEGMENTS`` say which node kinds and
+which backward schedule it uses (and ``OPTIMIZER``, ``LOSS`` in the kernels,
+which optimizer and loss).  numba drops a branch on a constant before it types
+the code, so the kernels of what a model does not use are never compiled: the
+demo's MLP compiles neither the embedding path nor eleven optimizers.  The
+functions of this module as written keep every branch.
+
+The phases are inlined (``inline="always"``) into the entry points that Python
+calls (``train_epochs``, ``train_step``, ``evaluate``, ...): numba compiles each
+compiled function with a copy of everything it calls, so every level of calls
+between compiled functions costs a compilation of everything below it.
 """
 from __future__ import annotations
 
@@ -28,7 +42,7 @@ import math
 
 from numba import prange
 
-from .._config import PARALLEL_MIN_WORK, jit, jit_always_inline, jit_parallel
+from .._config import PARALLEL_MIN_WORK, jit, jit_always_inline, jit_parallel, unliteral
 from ..kernels.dense import dense_backward, dense_forward
 from ..kernels.dropout import dropout_apply
 from ..kernels.elementwise import add_flat, add_into, columns_into, copy_columns
@@ -43,6 +57,14 @@ from .codes import (ACT, ADD, ARG0, CONCAT, DATA_COL, DENSE, DIM, DROPOUT, E_OFF
                     NONFINITE_GRADIENT, NONFINITE_LOSS, NONFINITE_UPDATE, OFFSET, OK, OUT, P,
                     PADDING, PARAM_ACC, ROW_CAP, ROWS_OFF, SLOPE, STATE_OFF, TABLE, TRAINABLE,
                     VALUE, VOCAB, W_OFF, WIDTH, WINDOW)
+
+
+#: What a build compiles (see the module's docstring): True here, so the functions as
+#: written handle every model; a model's build sets what it does not use to False.
+HAS_TABLES = True    # WINDOW nodes: embedding tables, id inputs, lazy row updates
+HAS_DROPOUT = True   # DROPOUT nodes
+HAS_MERGE = True     # CONCAT and ADD nodes
+HAS_SEGMENTS = True  # gradient checkpointing (segments recomputed in the backward pass)
 
 
 # -- where things live ------------------------------------------------------------------
@@ -108,7 +130,7 @@ def _gather(src, col, idx, start, dst, parallel):
             dst[i] = src[idx[start + i], col:col + w]
 
 
-@jit
+@jit_always_inline
 def load_inputs(tape, work, data, idx, start, m, parallel):
     """Every input node's slot <- rows idx[start:start + m] of its columns of the data."""
     nodes, values = tape.nodes, tape.values
@@ -116,15 +138,15 @@ def load_inputs(tape, work, data, idx, start, m, parallel):
         if nodes[n, KIND] != INPUT:
             continue
         v = nodes[n, OUT]
-        if values[v, IS_IDS] != 0:
-            _gather(data.xi, nodes[n, DATA_COL], idx, start, slot(work.ids, values, v, m),
-                    parallel)
+        if HAS_TABLES and values[v, IS_IDS] != 0:
+            _gather(data.xi, unliteral(nodes[n, DATA_COL]), idx, start,
+                    slot(work.ids, values, v, m), parallel)
         else:
             _gather(data.xf, nodes[n, DATA_COL], idx, start, slot(work.acts, values, v, m),
                     parallel)
 
 
-@jit
+@jit_always_inline
 def load_targets(tape, work, data, idx, start, m, parallel):
     """(yf, yi) of rows idx[start:start + m], gathered into the work buffers."""
     if tape.loss == SOFTMAX_CROSS_ENTROPY:  # integer labels
@@ -133,7 +155,7 @@ def load_targets(tape, work, data, idx, start, m, parallel):
             yi[i] = data.yi[idx[start + i]]
         return work.ybf, yi
     yf = work.ybf[:m]
-    _gather(data.yf, 0, idx, start, yf, parallel)
+    _gather(data.yf, unliteral(0), idx, start, yf, parallel)
     return yf, work.ybi
 
 
@@ -155,33 +177,33 @@ def forward_nodes(tape, weights, work, first, stop, m, seed, drop_step, training
             W, b = dense_params(weights.params, nodes, values, operands, n)
             dense_forward(slot(work.acts, values, v0, m), W, b, out, work.work, nodes[n, ACT],
                           tape.fattrs[n, SLOPE], parallel)
-        elif kind == DROPOUT:
+        elif HAS_DROPOUT and kind == DROPOUT:
             x = slot(work.acts, values, v0, m)
             p = tape.fattrs[n, P]
             if training and p > 0:
                 dropout_apply(x, out, combine_key(seed, drop_step, nodes[n, KEY]), p, parallel)
             else:
                 out[:] = x
-        elif kind == WINDOW:
+        elif HAS_TABLES and kind == WINDOW:
             gather_windows(table(weights.emb, tape.tables, nodes[n, TABLE]),
                            slot(work.ids, values, v0, m), out, parallel)
-        elif kind == CONCAT:
+        elif HAS_MERGE and kind == CONCAT:
             col = 0
             for a in range(a0, a0 + nodes[n, N_ARGS]):
                 x = slot(work.acts, values, operands[a, VALUE], m)
                 copy_columns(x, out, col)
                 col += x.shape[1]
-        elif kind == ADD:
+        elif HAS_MERGE and kind == ADD:
             out[:] = slot(work.acts, values, v0, m)
             for a in range(a0 + 1, a0 + nodes[n, N_ARGS]):
                 add_into(out, slot(work.acts, values, operands[a, VALUE], m))
 
 
-@jit
+@jit_always_inline
 def forward(tape, weights, work, m, seed, drop_step, training, parallel):
     """Every node in tape order; returns the output value's slot."""
-    forward_nodes(tape, weights, work, 0, tape.nodes.shape[0], m, seed, drop_step, training,
-                  parallel)
+    forward_nodes(tape, weights, work, unliteral(0), tape.nodes.shape[0], m, unliteral(seed),
+                  unliteral(drop_step), unliteral(training), parallel)
     return slot(work.acts, tape.values, tape.output, m)
 
 
@@ -241,7 +263,7 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
                                need0, parallel)
             if need0:
                 _finish_gradient(work, values, operands, a0, m)
-        elif kind == DROPOUT:
+        elif HAS_DROPOUT and kind == DROPOUT:
             if need0:
                 g_in = _gradient_target(work, values, operands, a0, m)
                 p = tape.fattrs[n, P]
@@ -250,7 +272,7 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
                 else:
                     g_in[:] = g
                 _finish_gradient(work, values, operands, a0, m)
-        elif kind == WINDOW:
+        elif HAS_TABLES and kind == WINDOW:
             t = nodes[n, TABLE]
             rows, hashed, G = row_workspace(work, tape.tables, t)
             count = work.n_rows[t]
@@ -260,7 +282,7 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
             work.n_rows[t] = add_row_gradients(slot(work.ids, values, v0, m), g,
                                                tape.tables[t, DIM], tape.tables[t, PADDING],
                                                rows, G, hashed, count)
-        elif kind == CONCAT:
+        elif HAS_MERGE and kind == CONCAT:
             col = 0
             for a in range(a0, a0 + nodes[n, N_ARGS]):
                 v = operands[a, VALUE]
@@ -268,7 +290,7 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
                 if values[v, NEEDS_GRAD] != 0:
                     columns_into(g, col, slot(work.agrads, values, v, m), operands[a, GRAD_ACC] != 0)
                 col += w
-        elif kind == ADD:
+        elif HAS_MERGE and kind == ADD:
             for a in range(a0, a0 + nodes[n, N_ARGS]):
                 v = operands[a, VALUE]
                 if values[v, NEEDS_GRAD] != 0:
@@ -293,7 +315,7 @@ def close_rows(tape, work):
             work.n_rows[t] = 0
 
 
-@jit
+@jit_always_inline
 def backward(tape, weights, work, m, seed, drop_step, training, add_params, parallel):
     """Every node in reverse tape order (the output's gradient is in place).
 
@@ -301,21 +323,23 @@ def backward(tape, weights, work, m, seed, drop_step, training, add_params, para
     (whose values the forward pass left in place) is first run forward again from the
     values kept, with the same dropout keys, so the gradients are the same bits."""
     segs = tape.segments
-    if segs.shape[0] == 0:
-        backward_nodes(tape, weights, work, 0, tape.nodes.shape[0], m, seed, drop_step,
-                       training, add_params, parallel)
+    if not HAS_SEGMENTS or segs.shape[0] == 0:
+        backward_nodes(tape, weights, work, unliteral(0), tape.nodes.shape[0], m,
+                       unliteral(seed), unliteral(drop_step), unliteral(training),
+                       unliteral(add_params), parallel)
         return
     for s in range(segs.shape[0] - 1, -1, -1):
         first, stop = segs[s, 0], segs[s, 1] + 1
         if s < segs.shape[0] - 1:
-            forward_nodes(tape, weights, work, first, stop, m, seed, drop_step, training,
-                          parallel)
-        backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, training,
-                       add_params, parallel)
+            forward_nodes(tape, weights, work, first, stop, m, unliteral(seed),
+                          unliteral(drop_step), unliteral(training), parallel)
+        backward_nodes(tape, weights, work, first, stop, m, unliteral(seed),
+                       unliteral(drop_step), unliteral(training), unliteral(add_params),
+                       parallel)
 
 
 # -- the gradient phase -------------------------------------------------------------------------------
-@jit
+@jit_always_inline
 def output_gradient(tape, work, yf, yi, m, count, parallel):
     """The summed loss of the output's rows; its gradient (the sum's, over ``count``)
     goes into the output value's gradient slot."""
@@ -325,29 +349,31 @@ def output_gradient(tape, work, yf, yi, m, count, parallel):
     return loss_sum_and_grad(tape.loss, out, yf, yi, g, work.row_loss, count, parallel)
 
 
-@jit
+@jit_always_inline
 def gradient_status(tape, weights, work, clip_norm, parallel):
     """(status, squared global norm): NONFINITE_GRADIENT when any gradient, dense or
     row, is not finite.  The norm is only computed when clipping needs it."""
     tables = tape.tables
     if clip_norm > 0:
         sq = squared_norm(weights.grads, parallel)
-        for t in range(tables.shape[0]):
-            if tables[t, TRAINABLE] != 0:
-                _, _, G = row_workspace(work, tables, t)
-                sq += rows_squared_norm(G, work.n_rows[t])
+        if HAS_TABLES:
+            for t in range(tables.shape[0]):
+                if tables[t, TRAINABLE] != 0:
+                    _, _, G = row_workspace(work, tables, t)
+                    sq += rows_squared_norm(G, work.n_rows[t])
         finite = math.isfinite(sq)
     else:
         sq = 0.0
         finite = count_nonfinite(weights.grads) == 0
-        for t in range(tables.shape[0]):
-            if tables[t, TRAINABLE] != 0:
-                _, _, G = row_workspace(work, tables, t)
-                finite = finite and count_nonfinite(G[:work.n_rows[t]].ravel()) == 0
+        if HAS_TABLES:
+            for t in range(tables.shape[0]):
+                if tables[t, TRAINABLE] != 0:
+                    _, _, G = row_workspace(work, tables, t)
+                    finite = finite and count_nonfinite(G[:work.n_rows[t]].ravel()) == 0
     return (OK if finite else NONFINITE_GRADIENT), sq
 
 
-@jit
+@jit_always_inline
 def gradients(tape, weights, work, clip_norm, yf, yi, m, count, stream, training, add,
               parallel):
     """Phase one: forward, loss, backward, checks.  ``count``: what the loss is averaged
@@ -373,7 +399,7 @@ def gradients(tape, weights, work, clip_norm, yf, yi, m, count, stream, training
 
 
 # -- the update phase ----------------------------------------------------------------------------------
-@jit
+@jit_always_inline
 def update(tape, weights, work, opt, lr, sq, parallel):
     """Phase two: clip (from the squared norm ``sq``), update the flat buffer, then the
     touched rows of every trainable table.  Returns OK or NONFINITE_UPDATE."""
@@ -381,16 +407,17 @@ def update(tape, weights, work, opt, lr, sq, parallel):
     opt.step[0] += 1
     bad = apply_update(opt.code, weights.params, weights.grads, opt.state, opt.hp, lr,
                        opt.step[0], scale, parallel)
-    tables = tape.tables
-    k = opt.state.shape[0]
-    for t in range(tables.shape[0]):
-        if tables[t, TRAINABLE] == 0:
-            continue
-        rows, _, G = row_workspace(work, tables, t)
-        opt.emb_step[t] += 1
-        bad += apply_sparse_update(opt.code, table(weights.emb, tables, t), G, rows,
-                                   work.n_rows[t], table_state(opt.emb_state, tables, t, k),
-                                   opt.hp, lr, opt.emb_step[t], scale, parallel)
+    if HAS_TABLES:
+        tables = tape.tables
+        k = opt.state.shape[0]
+        for t in range(tables.shape[0]):
+            if tables[t, TRAINABLE] == 0:
+                continue
+            rows, _, G = row_workspace(work, tables, t)
+            opt.emb_step[t] += 1
+            bad += apply_sparse_update(opt.code, table(weights.emb, tables, t), G, rows,
+                                       work.n_rows[t], table_state(opt.emb_state, tables, t, k),
+                                       opt.hp, lr, opt.emb_step[t], scale, parallel)
     return NONFINITE_UPDATE if bad != 0 else OK
 
 
@@ -410,7 +437,7 @@ def train_step(tape, weights, work, opt, data, m, lr, stream, training, do_updat
     return loss, update(tape, weights, work, opt, lr, sq, parallel)
 
 
-@jit
+@jit_always_inline
 def train_epoch(tape, weights, work, opt, data, perm, batch_size, accumulate, lrs, stream,
                 parallel, losses):
     """All minibatches of one epoch in one call, in the order ``perm`` (int64 (N,)).
@@ -472,7 +499,7 @@ def predict(tape, weights, work, data, out, batch_size, parallel):
         out[start:start + m] = forward(tape, weights, work, m, 0, 0, False, parallel)
 
 
-@jit
+@jit_always_inline
 def score_batch(tape, work, data, start, m):
     """(summed loss, number correct) of the output slot against rows start:start + m of
     the targets."""

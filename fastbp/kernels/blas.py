@@ -16,6 +16,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.linalg import ensure_blas
 
@@ -58,6 +59,17 @@ def _slot(typingctx, value):
     def codegen(context, builder, sig, args):
         return builder.bitcast(cgutils.alloca_once_value(builder, args[0]), _VOIDPTR)
     return types.voidptr(value), codegen
+
+
+@intrinsic
+def any_layout(typingctx, arr):
+    """The same array typed with layout 'A' (any strides): one compiled product for
+    row slices, column slices and transposed views alike."""
+    if not isinstance(arr, types.Array):
+        return None
+    def codegen(context, builder, sig, args):
+        return impl_ret_borrowed(context, builder, sig.return_type, args[0])
+    return arr.copy(layout="A")(arr), codegen
 
 
 @jit

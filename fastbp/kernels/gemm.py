@@ -30,10 +30,12 @@ The blocks are strided views handed to BLAS with their leading dimensions
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
-from .._config import GEMM_BLOCKS, MIN_BLOCK, MIN_SPLIT_WORK, PARALLEL_MIN_WORK, jit, jit_parallel
-from .blas import gemm
+from .._config import (GEMM_BLOCKS, MIN_BLOCK, MIN_SPLIT_WORK, PARALLEL_MIN_WORK, jit,
+                       jit_always_inline, jit_parallel)
+from .blas import any_layout, gemm
 
 
 @jit
@@ -59,11 +61,11 @@ def _block(A, B, out, by_rows, size, b, last):
     if by_rows:
         i0 = b * size
         i1 = out.shape[0] if last else i0 + size
-        gemm(A[i0:i1], B, out[i0:i1], 0.0)
+        gemm(A[i0:i1], B, any_layout(out[i0:i1]), 0.0)
     else:
         j0 = b * size
         j1 = out.shape[1] if last else j0 + size
-        gemm(A, B[:, j0:j1], out[:, j0:j1], 0.0)
+        gemm(A, B[:, j0:j1], any_layout(out[:, j0:j1]), 0.0)
 
 
 @jit
@@ -72,10 +74,18 @@ def worth_splitting(A, out):
     return out.shape[0] * out.shape[1] * A.shape[1] >= MIN_SPLIT_WORK
 
 
-@jit_parallel
+@jit_always_inline
 def matmul(A, B, out, parallel):
     """out <- A B in fixed blocks.  A : (m, k); B : (k, n); out : (m, n), C order.
-    A and B may be transposed views (``x.T``, ``W.T``)."""
+    A and B may be transposed views (``x.T``, ``W.T``).  The operands reach the
+    compiled product typed as any-layout views, so one compiled function serves
+    every combination of slices and transposes (numba compiles a function once per
+    layout of each argument: three times for a dense layer's products)."""
+    _matmul(any_layout(A), any_layout(B), out, parallel)
+
+
+@jit_parallel
+def _matmul(A, B, out, parallel):
     m, n = out.shape
     by_rows = m >= n
     side = m if by_rows else n
@@ -83,7 +93,7 @@ def matmul(A, B, out, parallel):
     size = block_size(side) if nb > 1 else side
     if parallel and nb > 1:
         for b in prange(nb):
-            _block(A, B, out, by_rows, size, b, b == nb - 1)
+            _block(A, B, out, by_rows, size, np.int64(b), b == nb - 1)  # prange's b is uint64
     else:
         for b in range(nb):
             _block(A, B, out, by_rows, size, b, b == nb - 1)
@@ -104,7 +114,7 @@ def _input_block(x, W, out, partial, size, b, last):
     # Block b of the inputs: x[:, r0:r1] W[r0:r1], into out (b = 0) or partial[b - 1].
     r0 = b * size
     r1 = W.shape[0] if last else r0 + size
-    gemm(x[:, r0:r1], W[r0:r1], out if b == 0 else partial[b - 1], 0.0)
+    gemm(x[:, r0:r1], W[r0:r1], any_layout(out if b == 0 else partial[b - 1]), 0.0)
 
 
 @jit
@@ -120,8 +130,14 @@ def forward_work_size(m, n):
     return (GEMM_BLOCKS - 1) * m * n
 
 
-@jit_parallel
+@jit_always_inline
 def forward_product(x, W, out, work, parallel):
+    """See :func:`_forward_product` (the operands as any-layout views, as in matmul)."""
+    _forward_product(any_layout(x), any_layout(W), out, work, parallel)
+
+
+@jit_parallel
+def _forward_product(x, W, out, work, parallel):
     """out <- x W, a layer's forward product.  x : (m, k); W : (k, n); out : (m, n);
     work : flat, at least forward_work_size(m, n) elements of out's dtype.
 
@@ -132,7 +148,7 @@ def forward_product(x, W, out, work, parallel):
     (V = 20k, 2 threads, 12 alternating runs), against splitting the output columns.
     """
     if not splits_inputs(x, W, out):
-        matmul(x, W, out, parallel)
+        _matmul(x, W, out, parallel)
         return
     m = out.shape[0]
     k = x.shape[1]
@@ -142,7 +158,7 @@ def forward_product(x, W, out, work, parallel):
     partial = work[:(nb - 1) * m * n].reshape((nb - 1, m, n))
     if parallel:
         for b in prange(nb):
-            _input_block(x, W, out, partial, size, b, b == nb - 1)
+            _input_block(x, W, out, partial, size, np.int64(b), b == nb - 1)
     else:
         for b in range(nb):
             _input_block(x, W, out, partial, size, b, b == nb - 1)

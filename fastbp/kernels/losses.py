@@ -24,6 +24,11 @@ MSE = 0
 BINARY_CROSS_ENTROPY = 1
 SOFTMAX_CROSS_ENTROPY = 2
 
+#: The loss a build compiles (fastbp.engine.specialize): ANY here, so the kernels as
+#: written take the loss's code at run time; a model's build sets its own.
+ANY = -1
+LOSS = ANY
+
 
 @jit
 def _mse_row(o, y, g, scale):
@@ -73,9 +78,9 @@ def _softmax_ce_row(o, label, g, scale):
 
 @jit
 def _row_loss(code, o, yf, yi, i, g, scale):
-    if code == MSE:
+    if LOSS == MSE or (LOSS == ANY and code == MSE):
         return _mse_row(o, yf[i], g, scale)
-    if code == BINARY_CROSS_ENTROPY:
+    if LOSS == BINARY_CROSS_ENTROPY or (LOSS == ANY and code == BINARY_CROSS_ENTROPY):
         return _bce_row(o, yf[i], g, scale)
     return _softmax_ce_row(o, yi[i], g, scale)
 

@@ -28,6 +28,13 @@ RMSPROP = 3
 ADADELTA = 4
 YOGI = 5
 
+#: The optimizer a build compiles (fastbp.engine.specialize): ANY here, so the kernels
+#: as written take the optimizer's code at run time; a model's build sets its own,
+#: and numba drops the other optimizers' branches before compiling (their conditions
+#: read ``OPTIMIZER == K or (OPTIMIZER == ANY and code == K)``: constant in a build).
+ANY = -1
+OPTIMIZER = ANY
+
 # Positions of the hyperparameters in the float64 array ``hp`` handed to the kernels.
 SGD_MOMENTUM, SGD_DAMPENING, SGD_NESTEROV, SGD_WEIGHT_DECAY = 0, 1, 2, 3
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS, ADAM_WEIGHT_DECAY, ADAM_AMSGRAD, ADAM_DECOUPLED = 0, 1, 2, 3, 4, 5
@@ -337,7 +344,7 @@ def _yogi_chunk(p, g, m, v, lr, beta1, beta2, eps, weight_decay, grad_scale, big
 def bias_corrections(code, hp, step):
     """Adam's (1 - beta1^t, 1 - beta2^t) for update ``step`` (1, 1 for the others),
     computed once per step rather than once per chunk or row."""
-    if code == ADAM:
+    if OPTIMIZER == ADAM or (OPTIMIZER == ANY and code == ADAM):
         return 1 - hp[ADAM_BETA1] ** step, 1 - hp[ADAM_BETA2] ** step
     return 1.0, 1.0
 
@@ -361,25 +368,25 @@ def update_span(code, p, g, s0, s1, s2, start, stop, hp, lr, step, bc, grad_scal
     s0 = s0[start:stop]
     s1 = s1[start:stop]
     s2 = s2[start:stop]
-    if code == SGD:
+    if OPTIMIZER == SGD or (OPTIMIZER == ANY and code == SGD):
         return _sgd_chunk(p, g, s0, lr, hp[SGD_MOMENTUM], hp[SGD_DAMPENING],
                    hp[SGD_NESTEROV] != 0, hp[SGD_WEIGHT_DECAY], step == 1, grad_scale, big)
-    elif code == ADAM:
+    elif OPTIMIZER == ADAM or (OPTIMIZER == ANY and code == ADAM):
         eps, step_size, bc2_sqrt = _adam_step(hp, lr, bc, sparse_adam)
         return _adam_chunk(p, g, s0, s1, s2, lr, hp[ADAM_BETA1], hp[ADAM_BETA2], eps,
                     hp[ADAM_WEIGHT_DECAY], hp[ADAM_AMSGRAD] != 0, hp[ADAM_DECOUPLED] != 0,
                     step_size, bc2_sqrt, grad_scale, big)
-    elif code == ADAGRAD:
+    elif OPTIMIZER == ADAGRAD or (OPTIMIZER == ANY and code == ADAGRAD):
         return _adagrad_chunk(p, g, s0, lr / (1 + (step - 1) * hp[ADAGRAD_LR_DECAY]),
                        hp[ADAGRAD_EPS], hp[ADAGRAD_WEIGHT_DECAY], grad_scale, big)
-    elif code == RMSPROP:
+    elif OPTIMIZER == RMSPROP or (OPTIMIZER == ANY and code == RMSPROP):
         return _rmsprop_chunk(p, g, s0, s1, s2, lr, hp[RMSPROP_ALPHA], hp[RMSPROP_EPS],
                        hp[RMSPROP_WEIGHT_DECAY], hp[RMSPROP_MOMENTUM], hp[RMSPROP_CENTERED] != 0,
                        grad_scale, big)
-    elif code == ADADELTA:
+    elif OPTIMIZER == ADADELTA or (OPTIMIZER == ANY and code == ADADELTA):
         return _adadelta_chunk(p, g, s0, s1, lr, hp[ADADELTA_RHO], hp[ADADELTA_EPS],
                         hp[ADADELTA_WEIGHT_DECAY], grad_scale, big)
-    elif code == YOGI:
+    elif OPTIMIZER == YOGI or (OPTIMIZER == ANY and code == YOGI):
         return _yogi_chunk(p, g, s0, s1, lr, hp[YOGI_BETA1], hp[YOGI_BETA2], hp[YOGI_EPS],
                     hp[YOGI_WEIGHT_DECAY], grad_scale, big)
     return 0
@@ -438,7 +445,8 @@ def apply_sparse_update(code, E, G, rows, n_rows, state, hp, lr, step, grad_scal
     bc = bias_corrections(code, hp, step)
     bad = 0
     split = parallel and n_rows * d >= PARALLEL_UPDATE_MIN // 4
-    if code == ADAM and hp[ADAM_AMSGRAD] == 0 and hp[ADAM_WEIGHT_DECAY] == 0:
+    if ((OPTIMIZER == ADAM or (OPTIMIZER == ANY and code == ADAM))
+            and hp[ADAM_AMSGRAD] == 0 and hp[ADAM_WEIGHT_DECAY] == 0):
         # SparseAdam's case, in fixed blocks of rows (the same at any thread count)
         nb = (n_rows + SPARSE_ROW_BLOCK - 1) // SPARSE_ROW_BLOCK
         if split:
