@@ -53,9 +53,12 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     warm = sub.add_parser(
-        "warmup", help="compile (or load from the cache) every kernel fastbp's engine uses",
-        description="Compile every kernel of the training engine for float32 and float64 and "
-                    "every loss, so that later programs start from numba's cache.")
+        "warmup", help="compile (or load from the cache) the kernels of common models",
+        description="Compile the engine's build for a few common models (Dense and Dropout "
+                    "MLPs with SGD and Adam and every loss, a window model) in float32 and "
+                    "float64, so that later programs start from numba's cache. A model with "
+                    "other node kinds, optimizer or loss compiles its own build on first use "
+                    "(fb.warmup(model=...) does it ahead of time).")
     warm.add_argument("--dtype", choices=("float32", "float64", "both"), default="both",
                       help="(default: %(default)s)")
     warm.add_argument("--threads", type=int, default=None, help="threads to warm up with")
@@ -157,21 +160,19 @@ def _demo(args) -> int:
           f"batch {args.batch_size}, {args.epochs} epoch(s) of {steps} steps, "
           f"{get_num_threads()} thread(s)")
 
-    # numba compiles the kernels on first use (minutes with an empty cache, about a
-    # second from the cache); do it on a throwaway model so the timing below is training.
+    # numba compiles the kernels on first use (seconds with an empty cache, well under a
+    # second from the cache); do it before training, so the timing below is training.
     from ._cache import is_cached
+    from .warmup import warmup
     t0 = time.perf_counter()
-    spare = _demo_model(args.dtype, args.seed)
-    if not is_cached(spare._driver.build.train_epochs):
+    model = _demo_model(args.dtype, args.seed)
+    if not is_cached(model._driver.build.train_epochs):
         print("compiling kernels (first run only; numba caches them for later runs) ...",
               flush=True)
-    spare.fit(X_train[:2 * args.batch_size], y_train[:2 * args.batch_size], epochs=1,
-              batch_size=args.batch_size, seed=args.seed)
-    spare.evaluate(X_test, y_test)
+    warmup(model=model, predict=False)
     print(f"kernels ready in {time.perf_counter() - t0:.1f} s (compiled or loaded from the "
           f"cache)", flush=True)
 
-    model = _demo_model(args.dtype, args.seed)
     callbacks = [] if args.quiet else [_EpochPrinter(args.epochs, steps)]
     t0 = time.perf_counter()
     history = model.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,

@@ -31,9 +31,24 @@ def clear_cache() -> int:
     return clear()
 
 
-def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> None:
-    """Compile (or load from the cache) every kernel the engine uses, for each dtype
-    and loss, by training a tiny model for one step and one epoch."""
+def warmup(dtypes=("float32", "float64"), verbose: bool = False, *, model=None,
+           predict: bool = True) -> None:
+    """Compile (or load from numba's cache) ahead of time.
+
+    With ``model`` (compiled; trained or not, it is not touched): what its ``fit``,
+    ``evaluate`` and (unless ``predict`` is False) ``predict`` run, on two processes
+    when the cache is empty and there is a second core
+    (:mod:`fastbp.engine.precompile`).  Without: the builds
+    of a few common models for each dtype (Dense and Dropout MLPs with SGD and Adam and
+    every loss, a window model); other combinations of node kinds, optimizer and loss
+    compile on first use (see :mod:`fastbp.engine.specialize`)."""
+    if model is not None:
+        from .engine.precompile import compile_model
+        if model.optimizer is None:
+            raise ValueError("warmup(model=...) needs a compiled model: call "
+                             "model.compile(optimizer, loss) first")
+        compile_model(model, predict=predict)
+        return
     from .layers import Dense, Dropout, WindowEmbedding
     from .model import Sequential
     from .optim import SGD, Adam

@@ -130,3 +130,79 @@ def test_an_mlp_compiles_only_what_it_uses(tmp_path):
         assert unused not in compiled, unused
     assert got["forward_nodes"] == 1
     assert got["backward_nodes"] == 1
+
+
+# -- compiling on two processes (fastbp.engine.precompile) -------------------------------------
+
+WARM_CHILD = textwrap.dedent("""
+    import json
+    import numpy as np
+    from numba.core import event
+    import fastbp as fb
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 5)).astype(np.float32), rng.integers(0, 3, 40)
+    m = fb.Sequential([fb.layers.Dense(5, 8, activation="tanh"), fb.layers.Dropout(0.1),
+                       fb.layers.Dense(8, 3)], dtype="float32", seed=0)
+    m.compile(fb.optim.SGD(lr=0.1, momentum=0.9), "softmax_cross_entropy")
+    before = m.params.copy()
+    with event.install_recorder("numba:compile") as rec:
+        fb.warmup(model=m)
+    during = sorted({ev.data["dispatcher"].py_func.__qualname__ for _, ev in rec.buffer
+                     if ev.is_start})
+    untouched = bool(np.array_equal(before, m.params)) and int(m.optimizer.step[0]) == 0
+    with event.install_recorder("numba:compile") as rec:
+        m.fit(X, y, epochs=2, batch_size=16)
+        m.evaluate(X, y)
+        m.predict(X)
+    after = sorted({ev.data["dispatcher"].py_func.__qualname__ for _, ev in rec.buffer
+                    if ev.is_start})
+    print(json.dumps({"during": during, "after": after, "untouched": untouched}))
+""")
+
+
+def test_warmup_of_a_model_compiles_on_two_processes(tmp_path):
+    """On an empty cache, warmup(model=...) leaves fit, evaluate and predict nothing to
+    compile, the helper's half (the backward node loop) is loaded from the cache rather
+    than compiled here, and the model itself is not touched."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", WARM_CHILD], env=env, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["untouched"]
+    assert got["after"] == [], got["after"]
+    assert "forward_nodes__t0d1m0" in got["during"]
+    assert "train_epochs__t0d1m0s0o0l2" in got["during"]
+    if (os.cpu_count() or 1) > 1:
+        assert "backward_nodes__t0d1m0" not in got["during"]
+        assert "evaluate__t0d1m0l2" not in got["during"]
+
+
+def test_warmup_without_a_working_helper_compiles_here(monkeypatch):
+    """A helper that dies at once costs nothing but its start: this process compiles (or
+    here, loads) everything itself."""
+    from fastbp.engine import precompile
+    real_start = precompile._start
+    started = []
+
+    def dying(path, predict):
+        started.append(path)
+        proc = real_start(path, predict)
+        proc.kill()
+        return proc
+
+    import fastbp._cache as cache
+    monkeypatch.setattr(precompile, "_start", dying)
+    monkeypatch.setattr(cache, "is_cached", lambda disp: False)  # as on an empty cache
+    m = _mlp(dropout=0.2).compile(fb.optim.Adam(), "softmax_cross_entropy")
+    fb.warmup(model=m)
+    assert started, "the helper was not started: the test would check nothing"
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 6)), rng.integers(0, 3, 20)
+    m.fit(X, y, epochs=1, batch_size=8)
+    assert np.isfinite(m.evaluate(X, y)["loss"])
+
+
+def test_warmup_of_an_uncompiled_model_is_refused():
+    with pytest.raises(ValueError, match="compiled model"):
+        fb.warmup(model=_mlp())

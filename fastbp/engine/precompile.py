@@ -1,0 +1,177 @@
+"""Compile a model's build on two cores: numba compiles on one thread per process.
+
+On an empty cache, :func:`compile_model` starts a helper process that compiles the
+backward half of the model's build (the optimizer's update, the loss's gradient,
+the gradient checks, the backward node loop and its kernels) into numba's
+on-disk cache, while this process compiles the forward half (the forward node
+loop and its kernels, the input gather).  Then, with both halves in the cache,
+this process compiles the fused epoch loop while the helper compiles
+``evaluate`` and ``predict``.  Each side works on its own copy of the model,
+loaded from a checkpoint in a temporary folder, on one row of zeros, so the
+model itself is not touched.
+
+The helper can only save time: if it fails, is slow or cannot start, this
+process compiles whatever is missing itself, as it would without it.  Run it as
+``python -m fastbp.engine.precompile CHECKPOINT [predict]``; it prints
+``backward``, ``evaluate`` (and ``predict``) as it finishes each part.
+"""
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from ..kernels.losses import SOFTMAX_CROSS_ENTROPY
+
+#: How long this process waits for the helper's backward half, then for its end (s).
+WAIT_S = 300.0
+
+
+def _zeros(model):
+    """One row of zeros for every input, and a matching target."""
+    X = [np.zeros((1, v.width), dtype=np.int64 if v.is_ids else model.dtype)
+         for v in model.inputs]
+    if model.loss.code == SOFTMAX_CROSS_ENTROPY:  # an integer label
+        y = np.zeros(1, dtype=np.int64)
+    else:
+        y = np.zeros((1, model.n_out), dtype=model.dtype)
+    return (X if len(X) > 1 else X[0]), y
+
+
+def _args(model):
+    """The plan's bundles for one row, the way the interpreter passes them."""
+    from ..threads import parallel_enabled
+    X, y = _zeros(model)
+    data, m = model._data(X, y)
+    model._workspace(m)
+    p = model._plan
+    return p, data, m, parallel_enabled()
+
+
+def forward_half(model) -> None:
+    """The forward node loop (the dense layers' products first) and the input gather."""
+    from . import codes as C
+    from . import interpreter as I
+    p, data, m, par = _args(model)
+    b, w = model._driver.build, p.work
+    b.forward_nodes(p.tape, p.weights, w, 0, p.nodes.shape[0], m, p.stream.seed, 0, False, par)
+    for n in range(len(model.inputs)):  # load_inputs' gathers
+        v = int(p.nodes[n, C.OUT])
+        src = data.xi if p.vtable[v, C.IS_IDS] else data.xf
+        I._gather(src, int(p.nodes[n, C.DATA_COL]), w.order, 0, p.slot(v, m), par)
+
+
+def backward_half(model) -> None:
+    """The optimizer's update, the loss gradient, the gradient checks, then the backward
+    node loop (by then the other process has usually cached the products it shares)."""
+    from ..kernels import losses, optim
+    from .specialize import function
+    p, data, m, par = _args(model)
+    b, w, f = model._driver.build, p.work, model._driver.features
+    o = p.optim_bundle()
+    function(optim.apply_update, f)(o.code, p.weights.params, p.weights.grads, o.state, o.hp,
+                                    0.0, o.step[0] + 1, 1.0, par)
+    out = p.slot(p.value_of(p.output), m)
+    g = p.slot(p.value_of(p.output), m, grad=True)
+    function(losses.loss_sum_and_grad, f)(p.tape.loss, out, w.ybf, w.ybi[:m], g, w.row_loss,
+                                          m, par)
+    optim.squared_norm(p.weights.grads, par)
+    optim.count_nonfinite(p.weights.grads)
+    b.backward_nodes(p.tape, p.weights, w, 0, p.nodes.shape[0], m, p.stream.seed, 0, False,
+                     False, par)
+
+
+def compile_model(model, predict: bool = True, helper: bool = True) -> float:
+    """Compile (or load) what ``fit``, ``evaluate`` and (with ``predict``) ``predict`` of
+    a compiled model run, with a helper process when there is a second core and the
+    cache is empty.  Returns the seconds taken."""
+    from .._cache import is_cached
+    from ..model.persist import load
+    t0 = time.perf_counter()
+    fused = model.fused and model._driver is not None
+    cold = fused and not is_cached(model._driver.build.train_epochs)
+    with tempfile.TemporaryDirectory(prefix="fastbp-compile-") as tmp:
+        path = os.path.join(tmp, "model.fbp")
+        model.save(path)
+        clone = load(path)
+        proc = None
+        if cold and helper and (os.cpu_count() or 1) > 1:
+            proc = _start(path, predict)
+        try:
+            if proc is not None:
+                forward_half(clone)
+                _wait_for(proc, "backward")
+            X, y = _zeros(clone)
+            clone.fit(X, y, epochs=1, batch_size=1, shuffle=False)
+            if proc is not None:
+                _wait_for(proc, "evaluate")
+            clone.evaluate(X, y)
+            if predict:
+                if proc is not None:
+                    _wait_for(proc, "predict")
+                clone.predict(X)
+        finally:
+            if proc is not None:
+                _stop(proc, wait=predict)
+    return time.perf_counter() - t0
+
+
+def _start(path, predict):
+    env = dict(os.environ, NUMBA_NUM_THREADS="1")
+    args = [sys.executable, "-m", "fastbp.engine.precompile", path] + (["predict"] if predict
+                                                                       else [])
+    try:
+        return subprocess.Popen(args,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=env, text=True)
+    except OSError:
+        return None
+
+
+def _wait_for(proc, word) -> None:
+    """Read the helper's lines until ``word``, its end, or WAIT_S seconds."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+            return
+        line = proc.stdout.readline()
+        if not line or line.strip() == word:
+            return
+
+
+def _stop(proc, wait) -> None:
+    """Wait for the helper's end (or stop it: numba writes each cache file whole, under
+    a temporary name, so a helper stopped mid-way leaves nothing half-written)."""
+    try:
+        if not wait:
+            proc.kill()
+        proc.wait(timeout=WAIT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    finally:
+        proc.stdout.close()
+
+
+def _helper(path, predict) -> int:
+    from ..model.persist import load
+    model = load(path)
+    backward_half(model)
+    print("backward", flush=True)
+    X, y = _zeros(model)
+    model.evaluate(X, y)
+    print("evaluate", flush=True)
+    if predict:
+        model.predict(X)
+        print("predict", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_helper(sys.argv[1], sys.argv[2:] == ["predict"]))
