@@ -163,10 +163,18 @@ WARM_CHILD = textwrap.dedent("""
 def test_warmup_of_a_model_compiles_on_two_processes(tmp_path):
     """On an empty cache, warmup(model=...) leaves fit, evaluate and predict nothing to
     compile, the helper's half (the backward node loop) is loaded from the cache rather
-    than compiled here, and the model itself is not touched."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    out = subprocess.run([sys.executable, "-c", WARM_CHILD], env=env, capture_output=True,
-                         text=True, timeout=900)
+    than compiled here, and the model itself is not touched.  The program runs in a
+    folder holding another ``fastbp`` (as a source checkout beside an installed one
+    would): the helper must still import this one, whose cache the program reads."""
+    work = tmp_path / "cwd"
+    (work / "fastbp").mkdir(parents=True)
+    (work / "fastbp" / "__init__.py").write_text("raise ImportError('the wrong fastbp')\n")
+    script = tmp_path / "child.py"
+    script.write_text(WARM_CHILD)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fb.__file__)))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=root)
+    out = subprocess.run([sys.executable, str(script)], env=env, cwd=work,
+                         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["untouched"]

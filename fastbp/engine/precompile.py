@@ -11,9 +11,10 @@ loaded from a checkpoint in a temporary folder, on one row of zeros, so the
 model itself is not touched.
 
 The helper can only save time: if it fails, is slow or cannot start, this
-process compiles whatever is missing itself, as it would without it.  Run it as
-``python -m fastbp.engine.precompile CHECKPOINT [predict]``; it prints
-``backward``, ``evaluate`` (and ``predict``) as it finishes each part.
+process compiles whatever is missing itself, as it would without it.  The helper
+(``python -m fastbp.engine.precompile CHECKPOINT [predict]``, started with this
+process's own fastbp first on its path) prints ``backward``, ``evaluate`` (and
+``predict``) as it finishes each part.
 """
 from __future__ import annotations
 
@@ -122,9 +123,15 @@ def compile_model(model, predict: bool = True, helper: bool = True) -> float:
 
 
 def _start(path, predict):
+    # The helper must import this very fastbp (its cache is where this process looks):
+    # ``python -m`` would put the working folder first on the path, and a source
+    # checkout there would shadow an installed fastbp.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys; sys.path.insert(0, {root!r}); "
+            "from fastbp.engine.precompile import _helper; "
+            "sys.exit(_helper(sys.argv[1], sys.argv[2:] == ['predict']))")
     env = dict(os.environ, NUMBA_NUM_THREADS="1")
-    args = [sys.executable, "-m", "fastbp.engine.precompile", path] + (["predict"] if predict
-                                                                       else [])
+    args = [sys.executable, "-c", code, path] + (["predict"] if predict else [])
     try:
         return subprocess.Popen(args,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
