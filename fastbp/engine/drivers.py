@@ -32,8 +32,9 @@ class Compiled:
 
     def gradients(self, data, m, count, training, add):
         p = self.plan
-        return self.build.gradients(p.tape, p.weights, p.work, p.optim_bundle().clip_norm, data.yf,
-                           data.yi, m, count, p.stream, training, add, parallel_enabled())
+        return self.build.gradients(p.tape, p.weights, p.work, p.optim_bundle().clip_norm,
+                                    data.yf, data.yi, m, count, p.stream, training, add,
+                                    parallel_enabled())
 
     def load(self, data, m):
         p = self.plan
@@ -42,8 +43,8 @@ class Compiled:
     def status(self):
         """(status, squared norm) of the gradients the last gradient phase left."""
         p = self.plan
-        return self.build.gradient_status(p.tape, p.weights, p.work, p.optim_bundle().clip_norm,
-                                 parallel_enabled())
+        return self.build.gradient_status(p.tape, p.weights, p.work,
+                                          p.optim_bundle().clip_norm, parallel_enabled())
 
     def update(self, lr, sq):
         p = self.plan
@@ -57,8 +58,9 @@ class Compiled:
 
     def epochs(self, data, perms, batch_size, accumulate, lrs, losses):
         p = self.plan
-        return self.build.train_epochs(p.tape, p.weights, p.work, p.optim_bundle(), data, perms,
-                              batch_size, accumulate, lrs, p.stream, parallel_enabled(), losses)
+        return self.build.train_epochs(p.tape, p.weights, p.work, p.optim_bundle(), data,
+                                       perms, batch_size, accumulate, lrs, p.stream,
+                                       parallel_enabled(), losses)
 
     def predict(self, data, out, batch_size):
         p = self.plan
@@ -223,7 +225,7 @@ class Layerwise(Compiled):
         self._forward(m, False, 0)
         count = _count(p, m)
         return self.build.output_gradient(p.tape, p.work, data.yf, data.yi, m, count,
-                                 parallel_enabled()) / count
+                                          parallel_enabled()) / count
 
 
 def _count(plan, m):

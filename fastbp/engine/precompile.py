@@ -11,10 +11,9 @@ loaded from a checkpoint in a temporary folder, on one row of zeros, so the
 model itself is not touched.
 
 The helper can only save time: if it fails, is slow or cannot start, this
-process compiles whatever is missing itself, as it would without it.  The helper
-(``python -m fastbp.engine.precompile CHECKPOINT [predict]``, started with this
-process's own fastbp first on its path) prints ``backward``, ``evaluate`` (and
-``predict``) as it finishes each part.
+process compiles whatever is missing itself, as it would without it.  It runs
+:func:`_helper` with this process's own fastbp first on its path, and prints
+``backward``, ``evaluate`` (and ``predict``) as it finishes each part.
 """
 from __future__ import annotations
 
@@ -87,7 +86,7 @@ def backward_half(model) -> None:
                      False, par)
 
 
-def compile_model(model, predict: bool = True, helper: bool = True) -> float:
+def compile_model(model, predict: bool = True) -> float:
     """Compile (or load) what ``fit``, ``evaluate`` and (with ``predict``) ``predict`` of
     a compiled model run, with a helper process when there is a second core and the
     cache is empty.  Returns the seconds taken."""
@@ -101,7 +100,7 @@ def compile_model(model, predict: bool = True, helper: bool = True) -> float:
         model.save(path)
         clone = load(path)
         proc = None
-        if cold and helper and (os.cpu_count() or 1) > 1:
+        if cold and (os.cpu_count() or 1) > 1:
             proc = _start(path, predict)
         try:
             if proc is not None:
@@ -178,7 +177,3 @@ def _helper(path, predict) -> int:
         model.predict(X)
         print("predict", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_helper(sys.argv[1], sys.argv[2:] == ["predict"]))

@@ -21,7 +21,7 @@ is never compiled.  A copy is made of every function that reads a constant,
 directly or through what it calls; the others (the math kernels) stay shared.
 
 A copy depends only on the constants it reads: ``forward_nodes`` is one copy
-for every optimizer and loss.  Its name carries them (``forward_nodes__t0d1m0s0``),
+for every optimizer and loss.  Its name carries them (``forward_nodes__t0d1m0``),
 and numba's on-disk cache keys on that name, so each copy is cached beside the
 module it comes from.
 """
