@@ -29,6 +29,18 @@ def check_int(name: str, value, minimum: int | None = None) -> int:
     return value
 
 
+#: Seeds reach the compiled code as int64 (the dropout stream's key): [0, 2**63).
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(name: str, value) -> int:
+    """A seed as a Python int in [0, 2**63 - 1]."""
+    value = check_int(name, value, 0)
+    if value > MAX_SEED:
+        raise ValueError(f"{name} must lie in [0, 2**63 - 1] = [0, {MAX_SEED}], got {value}")
+    return value
+
+
 def check_float(name: str, value, low=None, high=None, low_open=False, high_open=False) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
@@ -58,6 +70,41 @@ def _first_nonfinite(arr: np.ndarray) -> str:
     return f"{arr[tuple(bad)]!r} at index {tuple(int(i) for i in bad)}"
 
 
+def _cast_finite(name: str, arr: np.ndarray, dtype) -> np.ndarray:
+    """arr as a C-contiguous array of ``dtype``, checked finite after the cast; the
+    message shows the value as it was received (1e300 overflows float32 to inf)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # refused below, with the value
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if np.isfinite(out.sum()) or np.isfinite(out).all():
+        return out
+    bad = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
+    raw = arr[bad]
+    if np.isfinite(raw):
+        raise ValueError(f"{name} holds {raw.item()!r} at index {bad}, which overflows "
+                         f"{np.dtype(dtype).name} (largest finite value "
+                         f"{float(np.finfo(dtype).max):.4g})")
+    raise ValueError(f"{name} contains a non-finite value: {raw.item()!r} at index {bad}")
+
+
+def check_weights(name: str, value, shape: tuple, dtype=None) -> np.ndarray:
+    """Weights of ``shape``: real, and finite after the cast to ``dtype`` (the model's;
+    None: as received)."""
+    arr = _as_numeric_array(name, value)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    if arr.dtype == bool:
+        raise TypeError(f"{name} must hold numbers, got dtype bool")
+    return _cast_finite(name, arr, arr.dtype if dtype is None else dtype)
+
+
+def _outside(arr: np.ndarray, high: int):
+    """The first element of arr outside [0, high), as received, or None."""
+    bad = (arr < 0) | (arr >= high)
+    if not bad.any():
+        return None
+    return arr[bad][0].item()
+
+
 def check_features(name: str, X, n_features: int, dtype: np.dtype) -> np.ndarray:
     """X as a C-contiguous (n, n_features) array of ``dtype``, finite, non-empty."""
     arr = _as_numeric_array(name, X)
@@ -71,10 +118,7 @@ def check_features(name: str, X, n_features: int, dtype: np.dtype) -> np.ndarray
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features per sample, the model expects "
                          f"{n_features}")
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(out.sum()) and not np.isfinite(out).all():
-        raise ValueError(f"{name} contains a non-finite value: {_first_nonfinite(out)}")
-    return out
+    return _cast_finite(name, arr, dtype)
 
 
 def check_labels(name: str, y, n: int, n_classes: int) -> np.ndarray:
@@ -97,12 +141,11 @@ def check_labels(name: str, y, n: int, n_classes: int) -> np.ndarray:
             if frac.any():
                 raise ValueError(f"{name} must hold integer class labels; got the fractional "
                                  f"value {arr[frac][0]!r}")
-    labels = arr.astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        bad = labels[(labels < 0) | (labels >= n_classes)][0]
-        raise ValueError(f"{name} holds the label {int(bad)}; labels must lie in "
+    bad = _outside(arr, n_classes)  # before the cast, which would wrap 2**64 - 1 to -1
+    if bad is not None:
+        raise ValueError(f"{name} holds the label {bad!r}; labels must lie in "
                          f"[0, {n_classes}) for a model with {n_classes} outputs")
-    return np.ascontiguousarray(labels)
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def check_targets(name: str, y, n: int, n_out: int, dtype: np.dtype, binary: bool) -> np.ndarray:
@@ -114,9 +157,7 @@ def check_targets(name: str, y, n: int, n_out: int, dtype: np.dtype, binary: boo
         raise ValueError(f"{name} must have shape (n_samples, {n_out}), got {arr.shape}")
     if arr.shape[0] != n:
         raise ValueError(f"{name} has {arr.shape[0]} rows but X has {n} samples")
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(out).all():
-        raise ValueError(f"{name} contains a non-finite value: {_first_nonfinite(out)}")
+    out = _cast_finite(name, arr, dtype)
     if binary and ((out < 0).any() or (out > 1).any()):
         bad = out[(out < 0) | (out > 1)][0]
         raise ValueError(f"binary cross-entropy targets must lie in [0, 1], got {bad!r}")
@@ -140,9 +181,8 @@ def check_ids(name: str, X, width: int, vocab_size: int) -> np.ndarray:
         if frac.any():
             raise ValueError(f"{name} must hold integer word ids; got the non-integer value "
                              f"{arr[frac][0]!r}")
-    ids = np.ascontiguousarray(arr, dtype=np.int64)
-    bad = (ids < 0) | (ids >= vocab_size)
-    if bad.any():
-        raise ValueError(f"{name} holds the id {int(ids[bad][0])}; ids must lie in "
+    bad = _outside(arr, vocab_size)  # before the cast to int64
+    if bad is not None:
+        raise ValueError(f"{name} holds the id {bad!r}; ids must lie in "
                          f"[0, {vocab_size}) for a vocabulary of {vocab_size} words")
-    return ids
+    return np.ascontiguousarray(arr, dtype=np.int64)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import string
 from typing import Callable
 
 from ._validation import check_float, check_int
@@ -123,15 +124,40 @@ class LearningRateScheduler(Callback):
                                               low_open=True)
 
 
+#: The names a ModelCheckpoint path may hold: the epoch and the keys of fit's logs.
+TEMPLATE_FIELDS = ("epoch", "loss", "lr", "time", "val_loss", "val_accuracy")
+
+
+def _check_template(path: str) -> str:
+    """A Keras-style path template: ``{epoch:03d}``, ``{val_loss:.2f}``, ... (named fields
+    of TEMPLATE_FIELDS only, each format spec valid for a number)."""
+    try:
+        fields = [(name, spec) for _, name, spec, _ in string.Formatter().parse(path)
+                  if name is not None]
+    except ValueError as e:
+        raise ValueError(f"ModelCheckpoint path {path!r} is not a valid template: {e}") from None
+    for name, spec in fields:
+        if name not in TEMPLATE_FIELDS:
+            raise ValueError(f"ModelCheckpoint path {path!r} names the field {{{name}}}; a path "
+                             f"may name {', '.join(TEMPLATE_FIELDS)}")
+        try:
+            format(1 if name == "epoch" else 0.5, spec)
+        except ValueError as e:
+            raise ValueError(f"ModelCheckpoint path {path!r}: the format {{{name}:{spec}}} does "
+                             f"not take a number ({e})") from None
+    return path
+
+
 class ModelCheckpoint(Callback):
     """Save the model every ``every`` epochs, or (``save_best_only``) whenever
-    ``monitor`` improves.  ``path`` may contain ``{epoch}`` (1-based).  Each save is
+    ``monitor`` improves.  ``path`` may be a template of the epoch (1-based) and the
+    epoch's logs, as in Keras: ``"m-{epoch:03d}-{val_loss:.2f}.fbp"``.  Each save is
     atomic (see :func:`fastbp.load`)."""
 
     def __init__(self, path, every: int = 1, monitor: str = "val_loss",
                  save_best_only: bool = False, mode: str = "auto"):
         super().__init__()
-        self.path = os.fspath(path)
+        self.path = _check_template(os.fspath(path))
         self.every = check_int("ModelCheckpoint every", every, 1)
         self.monitor = monitor
         self.save_best_only = bool(save_best_only)
@@ -150,7 +176,13 @@ class ModelCheckpoint(Callback):
             self.best = value
         elif (epoch + 1) % self.every:
             return
-        path = self.path.format(epoch=epoch + 1)
+        fields = {k: v for k, v in logs.items() if k != "epoch"}
+        try:
+            path = self.path.format(**fields, epoch=epoch + 1)
+        except KeyError as e:
+            raise ValueError(f"ModelCheckpoint path {self.path!r} names {e.args[0]!r}, which "
+                             f"this epoch's logs lack (they hold {sorted(logs)}; val_ keys "
+                             f"need fit(validation_data=...))") from None
         self.model.save(path)
         self.saved.append(path)
 

@@ -21,6 +21,44 @@ class CommandError(Exception):
     """A command failed in a way the user can act on; main prints it and exits 1."""
 
 
+class UsageError(CommandError):
+    """An argument the parser could not judge alone (``--threads`` above the cores):
+    main prints it and exits 2, as for any bad argument."""
+
+
+def _at_least_one(text: str) -> int:
+    """An int >= 1 (argparse turns a refusal into exit status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    from ._validation import MAX_SEED
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must lie in [0, 2**63 - 1] = [0, {MAX_SEED}], "
+                                         f"got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from . import __version__
     parser = argparse.ArgumentParser(
@@ -35,18 +73,18 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Train a 64-128-64-10 ReLU MLP (Adam, softmax cross-entropy, batch 32) on "
                     "the UCI handwritten digits that ship with fastbp, holding out a stratified "
                     "20%% test split, and print the test accuracy and training steps per second.")
-    demo.add_argument("--epochs", type=int, default=30, help="passes over the training set "
+    demo.add_argument("--epochs", type=_at_least_one, default=30, help="passes over the training set "
                       "(default: %(default)s)")
-    demo.add_argument("--threads", type=int, default=None,
+    demo.add_argument("--threads", type=_at_least_one, default=None,
                       help="threads for fastbp's kernels and BLAS (default: numba's, all cores)")
-    demo.add_argument("--seed", type=int, default=0,
+    demo.add_argument("--seed", type=_seed, default=0,
                       help="seeds the split, the initial weights and the shuffling "
                            "(default: %(default)s)")
-    demo.add_argument("--batch-size", type=int, default=32, help="minibatch size "
+    demo.add_argument("--batch-size", type=_at_least_one, default=32, help="minibatch size "
                       "(default: %(default)s)")
     demo.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                       help="(default: %(default)s)")
-    demo.add_argument("--min-accuracy", type=float, default=0.95,
+    demo.add_argument("--min-accuracy", type=_fraction, default=0.95,
                       help="exit with status 1 when the test accuracy is below this "
                            "(default: %(default)s; 0 turns the check off)")
     demo.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -61,7 +99,7 @@ def _build_parser() -> argparse.ArgumentParser:
                     "(fb.warmup(model=...) does it ahead of time).")
     warm.add_argument("--dtype", choices=("float32", "float64", "both"), default="both",
                       help="(default: %(default)s)")
-    warm.add_argument("--threads", type=int, default=None, help="threads to warm up with")
+    warm.add_argument("--threads", type=_at_least_one, default=None, help="threads to warm up with")
     warm.set_defaults(run=_warmup)
 
     info = sub.add_parser(
@@ -87,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         # devnull so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except UsageError as exc:
+        print(f"fastbp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except (CommandError, DivergenceError, ValueError, TypeError, OSError) as exc:
         print(f"fastbp {args.command}: error: {exc}", file=sys.stderr)
         return 1
@@ -95,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
 def _set_threads(threads: int | None) -> None:
     if threads is not None:
         from .threads import set_num_threads
-        set_num_threads(threads)
+        try:
+            set_num_threads(threads)
+        except ValueError as exc:
+            raise UsageError(f"--threads: {exc}") from None
 
 
 # -- demo -------------------------------------------------------------------------------------
@@ -139,12 +183,6 @@ def _demo(args) -> int:
     from . import __version__
     from .datasets import load_digits, train_test_split
     from .threads import get_num_threads
-    if args.epochs < 1:
-        raise CommandError(f"--epochs must be >= 1, got {args.epochs}")
-    if args.batch_size < 1:
-        raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.seed < 0:
-        raise CommandError(f"--seed must be >= 0, got {args.seed}")
     _set_threads(args.threads)
 
     X, y = load_digits(args.dtype)

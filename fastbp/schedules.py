@@ -7,6 +7,7 @@ evaluates the schedule before each epoch or step.
 from __future__ import annotations
 
 import math
+import numbers
 
 from ._validation import check_float, check_int
 
@@ -32,6 +33,21 @@ class Schedule:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def checked_rate(schedule, t: int, base_lr: float) -> float:
+    """``schedule(t, base_lr)``, refused unless it is a finite number >= 0 (a user's own
+    schedule included); ``fit`` calls it for every epoch or step before running it."""
+    try:
+        lr = schedule(t, base_lr)
+    except (OverflowError, ZeroDivisionError) as e:
+        raise ValueError(f"{schedule!r} failed at {schedule.per} {t} (base lr {base_lr!r}): "
+                         f"{e}") from None
+    if (isinstance(lr, bool) or not isinstance(lr, numbers.Real)
+            or not math.isfinite(lr) or lr < 0):
+        raise ValueError(f"{schedule!r} returned the learning rate {lr!r} at {schedule.per} "
+                         f"{t}; a learning rate must be a finite number >= 0")
+    return float(lr)
 
 
 class StepDecay(Schedule):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init as _init
-from .._validation import check_float, check_int
+from .._validation import check_float, check_int, check_weights
 from ..engine import codes
 from ..engine.graph import NodeSpec
 from ..kernels import activations as _act
@@ -107,11 +107,4 @@ class Dense(Layer):
 
 
 def _assign(view: np.ndarray, value, name: str) -> None:
-    arr = np.asarray(value)
-    if arr.shape != view.shape:
-        raise ValueError(f"{name} must have shape {view.shape}, got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite")
-    view[...] = arr
+    view[...] = check_weights(name, value, view.shape, view.dtype)

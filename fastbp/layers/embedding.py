@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_int
+from .._validation import check_int, check_weights
 from ..engine import codes
 from ..engine.graph import NodeSpec
 from .base import Layer, single_input
@@ -53,12 +53,7 @@ class WindowEmbedding(Layer):
                                  f"got {padding_id}")
         self.padding_id = padding_id
         if weights is not None:
-            w = np.asarray(weights)
-            if w.shape != (self.vocab_size, self.dim):
-                raise ValueError(f"WindowEmbedding weights must have shape "
-                                 f"{(self.vocab_size, self.dim)}, got {w.shape}")
-            if not np.issubdtype(w.dtype, np.number) or not np.isfinite(w).all():
-                raise ValueError("WindowEmbedding weights must be finite numbers")
+            check_weights("WindowEmbedding weights", weights, (self.vocab_size, self.dim))
         self._weights = weights
         self.n_in = 2 * self.window + 1  # the model's input width: ids per window
         self._E = None
@@ -83,8 +78,9 @@ class WindowEmbedding(Layer):
         return self.width * self.dim
 
     def build(self, input_dim, rng, dtype):
-        if self._weights is not None:
-            E = np.array(self._weights, dtype=dtype, order="C")
+        if self._weights is not None:  # finite in the model's dtype too
+            E = check_weights("WindowEmbedding weights", self._weights,
+                              (self.vocab_size, self.dim), dtype).copy()
         else:
             E = rng.standard_normal((self.vocab_size, self.dim)).astype(dtype)
             if self.padding_id is not None:
@@ -102,12 +98,7 @@ class WindowEmbedding(Layer):
 
     @E.setter
     def E(self, value):
-        arr = np.asarray(value)
-        if arr.shape != self._E.shape:
-            raise ValueError(f"E must have shape {self._E.shape}, got {arr.shape}")
-        if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
-            raise ValueError("E must hold finite numbers")
-        self._E[...] = arr
+        self._E[...] = check_weights("E", value, self._E.shape, self._E.dtype)
 
     @property
     def n_params(self) -> int:

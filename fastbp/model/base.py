@@ -13,22 +13,42 @@ layers hold views into them.
 """
 from __future__ import annotations
 
+import contextvars
+import functools
+import threading
 import time
 
 import numpy as np
 
 from .. import losses as _losses
 from .. import optim as _optim
-from .._validation import check_dtype, check_features, check_float, check_ids, check_int
+from .._validation import (check_dtype, check_features, check_float, check_ids, check_int,
+                           check_seed)
 from ..engine import codes as C
 from ..engine.drivers import Compiled, Layerwise
 from ..engine.graph import Value, collect
 from ..engine.planner import Layout, Plan
-from ..schedules import Schedule
+from ..schedules import Schedule, checked_rate
 from ..threads import pin_blas
 from .history import DivergenceError, History, divergence_message
 
 _I64 = np.int64
+
+#: While a checkpoint is restored: (parameters, embedding-table entries) its file holds,
+#: so that a crafted architecture is refused before its buffers are allocated.
+SIZE_LIMITS = contextvars.ContextVar("fastbp_size_limits", default=None)
+
+
+def _exclusive(method):
+    """Run ``method`` holding the model's lock.  The compiled kernels release the GIL
+    and every call works in the model's own buffers, so calls on one model from
+    several threads take turns (a callback calling the model from inside ``fit``
+    re-enters the same lock)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
 
 
 class Model:
@@ -62,6 +82,7 @@ class Model:
 
     # -- construction ---------------------------------------------------------------
     def _build(self, inputs, output, dtype, seed, checkpoint_every=None):
+        self._lock = threading.RLock()
         if not inputs:
             raise ValueError("a Model needs at least one fb.Input")
         for v in inputs:
@@ -77,7 +98,7 @@ class Model:
         if output.is_ids:
             raise TypeError("the output holds int64 ids; the loss needs float outputs")
         self.dtype = check_dtype(dtype)
-        self.seed = check_int("seed", seed, 0)
+        self.seed = check_seed("seed", seed)
         if checkpoint_every is not None:
             checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
         self.checkpoint_every = checkpoint_every
@@ -88,6 +109,11 @@ class Model:
                 raise ValueError(f"{call.layer!r} already belongs to another model; a layer "
                                  f"object can serve one model only")
         layout = Layout(calls)
+        limits = SIZE_LIMITS.get()
+        if limits is not None and (layout.n_params > limits[0] or layout.n_emb > limits[1]):
+            raise ValueError(f"the architecture needs {layout.n_params} parameters and "
+                             f"{layout.n_emb} table entries; the file holds {limits[0]} and "
+                             f"{limits[1]}")
         self.inputs, self.output, self.layers = inputs, output, layout.layers
         rng = np.random.default_rng(self.seed)
         self.params = np.zeros(layout.n_params, dtype=self.dtype)
@@ -152,6 +178,7 @@ class Model:
         """The first embedding layer, or None."""
         return self._table_layers[0] if self._table_layers else None
 
+    @_exclusive
     def compile(self, optimizer, loss, fused: bool = True) -> "Model":
         """Set the optimizer and the loss.
 
@@ -257,6 +284,7 @@ class Model:
         if status:
             raise DivergenceError(divergence_message(status, loss, epoch, step), epoch, step)
 
+    @_exclusive
     def train_on_batch(self, x, y) -> float:
         """Exactly one optimizer step on the batch (x, y); returns the batch loss."""
         self._require_compiled()
@@ -267,16 +295,20 @@ class Model:
         self._raise_on(status, loss)
         return float(loss)
 
+    @_exclusive
     def compute_gradients(self, x, y) -> float:
         """Phase one alone: fill ``model.grads`` (and the embedding tables' row gradients)
         with the gradient of the batch loss in inference mode (no dropout), without
-        updating anything; returns the loss."""
+        updating anything; returns the loss.  A non-finite loss or gradient raises
+        :class:`DivergenceError` (the gradients are then not those of this batch)."""
         self._require_compiled()
         data, m = self._data(x, y, "x")
         self._workspace(m)
-        loss, _ = self._driver.step(data, m, 0.0, training=False, do_update=False)
+        loss, status = self._driver.step(data, m, 0.0, training=False, do_update=False)
+        self._raise_on(status, loss)
         return float(loss)
 
+    @_exclusive
     def apply_gradients(self, lr: float | None = None) -> None:
         """Phase two alone: clip, then update the weights from ``model.grads`` and the
         row gradients the last ``compute_gradients`` left."""
@@ -286,6 +318,7 @@ class Model:
         self._raise_on(status, float("nan"))
         self._raise_on(self._driver.update(lr, sq), float("nan"))
 
+    @_exclusive
     def embedding_gradient(self, layer=None) -> np.ndarray:
         """The dense (vocab_size, dim) gradient of an embedding table (the first, unless
         ``layer`` names one) left by the last ``compute_gradients`` (zero rows where the
@@ -303,6 +336,7 @@ class Model:
         return out
 
     # -- fit -----------------------------------------------------------------------------
+    @_exclusive
     def fit(self, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             seed: int | None = None, validation_data=None, schedule: Schedule | None = None,
             verbose: int = 0, callbacks=None, initial_epoch: int | None = None,
@@ -337,7 +371,7 @@ class Model:
         if initial_epoch is not None:
             self.epoch = check_int("initial_epoch", initial_epoch, 0)
         if seed is not None:
-            seed = check_int("seed", seed, 0)
+            seed = check_seed("seed", seed)
             self._shuffle_rng = np.random.default_rng([seed, 1])
             self._dropout_seed = seed
         self._seed_stream()
@@ -419,13 +453,13 @@ class Model:
         if schedule is None:
             return np.full((count, n_batches), base)
         if schedule.per == "epoch":
-            per_epoch = np.array([schedule(epoch + e, base) for e in range(count)])
+            per_epoch = np.array([checked_rate(schedule, epoch + e, base) for e in range(count)])
             return np.repeat(per_epoch[:, None], n_batches, axis=1)
         t0 = int(self.optimizer.step[0])
         updates = -(-n_batches // accumulate)  # per epoch
         steps = (t0 + np.arange(count)[:, None] * updates
                  + np.arange(n_batches)[None, :] // accumulate)
-        rates = {t: schedule(t, base) for t in np.unique(steps).tolist()}
+        rates = {t: checked_rate(schedule, t, base) for t in np.unique(steps).tolist()}
         return np.vectorize(rates.__getitem__, otypes=[np.float64])(steps)
 
     def _run_epoch_with_bar(self, data, perms, batch_size, accumulate, lrs, losses, sizes,
@@ -462,6 +496,7 @@ class Model:
         return int(done), int(step), int(status)
 
     # -- inference ---------------------------------------------------------------------------
+    @_exclusive
     def predict(self, X, batch_size: int = 1024) -> np.ndarray:
         """The output for every row of X (logits for the logit losses)."""
         xf, xi, n = self._data_inputs(X, "X")
@@ -474,6 +509,7 @@ class Model:
                        batch_size)
         return out
 
+    @_exclusive
     def evaluate(self, X, y, batch_size: int = 1024) -> dict:
         """{"loss": mean loss, "accuracy": ...} (accuracy for the classification losses)."""
         self._require_compiled()
@@ -509,10 +545,31 @@ class Model:
                            for l in self.layers],
                 "calls": calls, "output": values[id(self.output)]}
 
+    @_exclusive
     def save(self, path) -> None:
         """Save architecture, weights and optimizer state (see :func:`fastbp.load`)."""
         from .persist import save_model
         save_model(self, path)
+
+    @_exclusive
+    def copy(self) -> "Model":
+        """An independent model: the same architecture, weights, optimizer state and
+        training counters, in buffers (and layer objects) of its own, as a save and a
+        load would give (a user's own layer classes included)."""
+        from .persist import copy_model
+        return copy_model(self)
+
+    def __deepcopy__(self, memo):
+        return self.copy()
+
+    def __copy__(self):
+        # a shallow copy would share the buffers and the layers: give a whole one
+        return self.copy()
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(f"a fastbp {type(self).__name__} cannot be pickled (its layers are "
+                        f"views of its buffers); use model.save(path) and fastbp.load(path), "
+                        f"or model.copy() / copy.deepcopy(model) for a copy in memory")
 
     def summary(self) -> str:
         path = "fused engine" if self._plan.fusable else "per-layer path"

@@ -8,13 +8,14 @@ load too.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
 
 from .. import io
 from ..engine.graph import Input
-from .base import Model
+from .base import SIZE_LIMITS, Model
 from .sequential import Sequential
 
 
@@ -23,8 +24,8 @@ def _layer_classes():
     return {name: getattr(layers, name) for name in layers.__all__ if name != "Layer"}
 
 
-def _layers_from_config(specs):
-    classes = _layer_classes()
+def _layers_from_config(specs, classes=None):
+    classes = classes or _layer_classes()
     out = []
     for spec in specs:
         cls = classes.get(spec.get("class"))
@@ -35,10 +36,11 @@ def _layers_from_config(specs):
     return out
 
 
-def model_from_config(config: dict, dtype=None) -> Model:
-    """A freshly initialised model with the architecture ``config`` describes."""
+def model_from_config(config: dict, dtype=None, classes=None) -> Model:
+    """A freshly initialised model with the architecture ``config`` describes.
+    classes: {name: layer class} to build from (default: fastbp's layers)."""
     dtype = dtype or config["dtype"]
-    layers = _layers_from_config(config["layers"])
+    layers = _layers_from_config(config["layers"], classes)
     if config.get("class", "Sequential") == "Sequential":
         return Sequential(layers, dtype=dtype, seed=config["seed"],
                           checkpoint_every=config.get("checkpoint_every"))
@@ -53,6 +55,22 @@ def model_from_config(config: dict, dtype=None) -> Model:
 
 
 def save_model(model: Model, path) -> None:
+    meta, arrays = state_of(model)
+    io.write_checkpoint(os.fspath(path), meta, arrays)
+
+
+def copy_model(model: Model) -> Model:
+    """What a save and a load would give, without the file; the layers are built from
+    the model's own classes, so a user's NumPy layers copy too."""
+    meta, arrays = state_of(model)
+    classes = _layer_classes()
+    classes.update({type(layer).__name__: type(layer) for layer in model.layers})
+    return restore(json.loads(json.dumps(meta)), {k: np.array(v) for k, v in arrays.items()},
+                   f"a copy of {model!r}", classes)
+
+
+def state_of(model: Model) -> tuple[dict, dict]:
+    """(JSON-ready metadata, arrays) of a checkpoint of ``model``."""
     plan = model._plan
     meta = {"format": io.FORMAT, "version": io.VERSION, "model": model.get_config(),
             "rng_step": int(model._rng_step[0]), "dropout_seed": int(model._dropout_seed),
@@ -67,57 +85,100 @@ def save_model(model: Model, path) -> None:
         meta["fused"] = model.fused
         arrays["optimizer_state"] = model.optimizer.state
         arrays["table_state"] = plan.emb_state
-    io.write_checkpoint(os.fspath(path), meta, arrays)
+    return meta, arrays
 
 
 def load(path) -> Model:
     """Load a model saved with ``model.save``; the optimizer state is restored too."""
-    from .. import losses, optim
     path = os.fspath(path)
     meta, arrays = io.read_checkpoint(path)
+    return restore(meta, arrays, repr(path))
+
+
+def _counter(meta, key, where, default=None):
+    value = meta.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise ValueError(f"{where}: the checkpoint's {key} is {value!r}; it must be an integer "
+                         f"in [0, 2**63)")
+    return value
+
+
+def _finite(arr, name, where):
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{where}: the checkpoint's {name} hold non-finite values")
+
+
+def restore(meta: dict, arrays: dict, where: str, classes=None) -> Model:
+    """The model a checkpoint's (meta, arrays) describe, every field checked; ``where``
+    names the source in messages.  Anything a crafted file can make fail comes out as
+    a ValueError."""
     try:
-        model = model_from_config(meta["model"])
-    except (KeyError, TypeError, IndexError) as e:
-        raise ValueError(f"{path!r}: damaged model description in the checkpoint ({e!r})") \
+        return _restore(meta, arrays, where, classes)
+    except ValueError:
+        raise
+    except Exception as e:  # a crafted config reaching a constructor in an unplanned way
+        raise ValueError(f"{where}: damaged checkpoint ({type(e).__name__}: {e})") from None
+
+
+def _restore(meta, arrays, where, classes):
+    from .. import losses, optim
+    params = arrays.get("params")
+    if params is None or params.ndim != 1:
+        raise ValueError(f"{where}: the checkpoint's parameter buffer is missing or not flat")
+    tables = arrays.get("embedding" if meta.get("version") == 1 else "tables")
+    limits = (params.size, 0 if tables is None else tables.size)
+    for name, arr in arrays.items():
+        _finite(arr, name, where)
+    if not isinstance(meta.get("model"), dict):
+        raise ValueError(f"{where}: the checkpoint holds no model description")
+    token = SIZE_LIMITS.set(limits)
+    try:
+        model = model_from_config(meta["model"], classes=classes)
+    except (KeyError, TypeError, IndexError, AttributeError, OverflowError) as e:
+        raise ValueError(f"{where}: damaged model description in the checkpoint ({e!r})") \
             from None
-    params = arrays["params"]
+    finally:
+        SIZE_LIMITS.reset(token)
     if params.shape != model.params.shape or params.dtype != model.params.dtype:
-        raise ValueError(f"{path!r}: parameter buffer {params.shape}/{params.dtype} does not match "
+        raise ValueError(f"{where}: parameter buffer {params.shape}/{params.dtype} does not match "
                          f"the architecture ({model.params.shape}/{model.params.dtype})")
     model.params[:] = params
     v1 = meta["version"] == 1
     tables = arrays.get("embedding" if v1 else "tables")
     if model.embeddings:
         if tables is None or tables.size != model.tables.size:
-            raise ValueError(f"{path!r}: the embedding tables are missing or have the wrong "
+            raise ValueError(f"{where}: the embedding tables are missing or have the wrong "
                              f"shape")
         model.tables[:] = tables.reshape(-1)
+    model._rng_step[0] = _counter(meta, "rng_step", where)
+    model._dropout_seed = _counter(meta, "dropout_seed", where)
+    model.epoch = _counter(meta, "epoch", where)
     try:
-        model._rng_step[0] = meta["rng_step"]
-        model._dropout_seed = meta["dropout_seed"]
-        model.epoch = int(meta["epoch"])
         model._shuffle_rng.bit_generator.state = meta["shuffle_rng"]
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path!r}: damaged training state in the checkpoint ({e})") from None
+        raise ValueError(f"{where}: damaged training state in the checkpoint ({e})") from None
     if "optimizer" in meta:
         spec = meta["optimizer"]
         cls = getattr(optim, spec["class"], None)
         if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer)):
-            raise ValueError(f"{path!r}: unknown optimizer {spec['class']!r}")
+            raise ValueError(f"{where}: unknown optimizer {spec['class']!r}")
         model.compile(cls.from_config(spec["config"]), losses.get(meta["loss"]),
                       fused=meta.get("fused", True))
         state = arrays.get("optimizer_state")
         if state is None or state.shape != model.optimizer.state.shape:
-            raise ValueError(f"{path!r}: optimizer state is missing or has the wrong shape")
+            raise ValueError(f"{where}: optimizer state is missing or has the wrong shape")
         model.optimizer.state[...] = state
-        model.optimizer.step[0] = spec["step"]
+        model.optimizer.step[0] = _counter(spec, "step", where)
         plan = model._plan
         if plan.trainable_tables():
             saved = arrays.get("embedding_state" if v1 else "table_state")
             if saved is None or saved.size != plan.emb_state.size:
-                raise ValueError(f"{path!r}: the embedding's optimizer state is missing or has "
+                raise ValueError(f"{where}: the embedding's optimizer state is missing or has "
                                  f"the wrong shape")
             plan.emb_state[:] = saved.reshape(-1)
             steps = [meta.get("embedding_step", 0)] if v1 else meta.get("table_steps", [])
-            plan.emb_step[:len(steps)] = np.asarray(steps, dtype=np.int64)[:plan.emb_step.size]
+            if not isinstance(steps, list) or len(steps) > plan.emb_step.size:
+                raise ValueError(f"{where}: the checkpoint's table steps are {steps!r}")
+            steps = [_counter({"table step": t}, "table step", where) for t in steps]
+            plan.emb_step[:len(steps)] = np.asarray(steps, dtype=np.int64)
     return model
