@@ -13,8 +13,10 @@ layers hold views into them.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
+import signal
 import threading
 import time
 
@@ -394,47 +396,57 @@ class Model:
             cb.set_model(self)
             cb.on_train_begin()
         per_epoch = bool(callbacks) or validation_data is not None or verbose != 0
-        # Without per-epoch hooks, many epochs go into one compiled call.
-        group = 1 if per_epoch else max(1, min(epochs, (1 << 22) // n))
-        epoch = 0
-        while epoch < epochs and not self.stop_training:
-            count = min(group, epochs - epoch)
-            if per_epoch:
-                for cb in callbacks:
-                    if hasattr(cb, "on_epoch_begin"):
-                        cb.on_epoch_begin(epoch)
-            t0 = time.perf_counter()
-            perms = self._permutations(count, n, shuffle)
-            lrs = self._learning_rates(schedule, self.epoch, count, n_batches, accumulate)
-            losses = np.zeros((count, n_batches))
-            if verbose == 1:
-                done, step, status = self._run_epoch_with_bar(
-                    data, perms, batch_size, accumulate, lrs, losses, sizes, epoch, epochs)
-            else:
-                done, step, status = self._run_epochs(data, perms, batch_size, accumulate, lrs,
-                                                      losses)
-            elapsed = (time.perf_counter() - t0) / count  # training time, per epoch
-            # a row sum is taken the same way whatever the number of rows
-            epoch_losses = ((losses[:done] * sizes).sum(axis=1) / n).tolist()
-            last_lrs = lrs[:done, -1].tolist()
-            for e in range(done):
-                self.epoch += 1
-                logs = {"loss": epoch_losses[e], "lr": last_lrs[e]}
-                if validation_data is not None:
-                    for k, v in self._evaluate_data(vdata, nv, 1024).items():
-                        logs["val_" + k] = v
-                logs["time"] = elapsed
-                history.append(self.epoch - 1, logs)
-                if verbose == 2:
-                    shown = "  ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "time")
-                    print(f"epoch {self.epoch} ({epoch + e + 1}/{epochs})  {shown}  "
-                          f"({logs['time'] * 1e3:.1f} ms)", flush=True)
-                for cb in callbacks:
-                    cb.on_epoch_end(self.epoch - 1, logs)
-            if status:
-                e = epoch + done
-                self._raise_on(status, losses[done, step], e, step)
-            epoch += count
+        # Without per-epoch hooks, many epochs go into one compiled call: about
+        # FIRST_CALL_STEPS steps in the first, then as many as take CALL_SECONDS, so that
+        # Ctrl-C (looked at between calls) stops a fit soon after the call in progress.
+        cap = max(1, (1 << 22) // n)
+        group = 1 if per_epoch else max(1, min(epochs, cap, FIRST_CALL_STEPS // n_batches))
+        with _deferred_interrupt() as interrupted:
+            epoch = 0
+            while epoch < epochs and not self.stop_training:
+                count = min(group, epochs - epoch)
+                if per_epoch:
+                    for cb in callbacks:
+                        if hasattr(cb, "on_epoch_begin"):
+                            cb.on_epoch_begin(epoch)
+                t0 = time.perf_counter()
+                perms = self._permutations(count, n, shuffle)
+                lrs = self._learning_rates(schedule, self.epoch, count, n_batches, accumulate)
+                losses = np.zeros((count, n_batches))
+                if verbose == 1:
+                    done, step, status = self._run_epoch_with_bar(
+                        data, perms, batch_size, accumulate, lrs, losses, sizes, epoch, epochs)
+                else:
+                    done, step, status = self._run_epochs(data, perms, batch_size, accumulate, lrs,
+                                                          losses)
+                elapsed = (time.perf_counter() - t0) / count  # training time, per epoch
+                # a row sum is taken the same way whatever the number of rows
+                epoch_losses = ((losses[:done] * sizes).sum(axis=1) / n).tolist()
+                last_lrs = lrs[:done, -1].tolist()
+                for e in range(done):
+                    self.epoch += 1
+                    logs = {"loss": epoch_losses[e], "lr": last_lrs[e]}
+                    if validation_data is not None:
+                        for k, v in self._evaluate_data(vdata, nv, 1024).items():
+                            logs["val_" + k] = v
+                    logs["time"] = elapsed
+                    history.append(self.epoch - 1, logs)
+                    if verbose == 2:
+                        shown = "  ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "time")
+                        print(f"epoch {self.epoch} ({epoch + e + 1}/{epochs})  {shown}  "
+                              f"({logs['time'] * 1e3:.1f} ms)", flush=True)
+                    for cb in callbacks:
+                        cb.on_epoch_end(self.epoch - 1, logs)
+                if status:
+                    e = epoch + done
+                    self._raise_on(status, losses[done, step], e, step)
+                epoch += count
+                if interrupted():
+                    raise KeyboardInterrupt(f"fit interrupted after epoch {self.epoch} (optimizer "
+                                            f"step {int(self.optimizer.step[0])}); the model is "
+                                            f"as those epochs left it")
+                if not per_epoch:
+                    group = max(1, min(cap, int(CALL_SECONDS / max(elapsed, 1e-9))))
         for cb in callbacks:
             cb.on_train_end()
         return history
@@ -587,6 +599,29 @@ class Model:
         names = [v.name for v in self.inputs]
         return (f"Model(inputs={names}, {len(self.layers)} layers, dtype={self.dtype.name!r}, "
                 f"seed={self.seed})")
+
+
+#: Steps in the first compiled call of a fit without per-epoch hooks, and the seconds the
+#: later calls aim at (each runs whole epochs; Ctrl-C is looked at between calls).
+FIRST_CALL_STEPS = 1024
+CALL_SECONDS = 0.25
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Hold SIGINT back while fit runs a compiled call and keeps its books: yields a
+    function telling whether one came.  Only in the main thread, and only while
+    Python's own handler is installed (a program's own handler is left alone)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield lambda: False
+        return
+    came = []
+    signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+    try:
+        yield lambda: bool(came)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _inference_driver(model):
