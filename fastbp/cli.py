@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from ._validation import MAX_SEED
+
 DEMO_HIDDEN = (128, 64)
 
 
@@ -26,27 +28,21 @@ class UsageError(CommandError):
     main prints it and exits 2, as for any bad argument."""
 
 
-def _at_least_one(text: str) -> int:
-    """An int >= 1 (argparse turns a refusal into exit status 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def _integer(low: int, high: int | None, what: str):
+    """An argparse type: an int in [low, high] (argparse turns a refusal into exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+    return parse
 
 
-def _seed(text: str) -> int:
-    from ._validation import MAX_SEED
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"a seed must lie in [0, 2**63 - 1] = [0, {MAX_SEED}], "
-                                         f"got {value}")
-    return value
+_at_least_one = _integer(1, None, "an integer >= 1")
+_seed = _integer(0, MAX_SEED, f"a seed in [0, 2**63 - 1] = [0, {MAX_SEED}]")
 
 
 def _fraction(text: str) -> float:
