@@ -1,7 +1,8 @@
 """Numba options for every fastbp kernel, in one place.
 
 Kernels are decorated with :data:`jit` (serial) or :data:`jit_parallel` (kernels
-that contain a ``prange`` loop).  Nothing here changes ``numba.config``.
+that contain a ``prange`` loop).  Nothing here changes ``numba.config``, except
+where numba could cache the kernels nowhere (:func:`ensure_cache_location`).
 
 ``fastmath`` is a set of LLVM flags that leaves out ``nnan`` and ``ninf``, so a
 NaN or an infinity in a loss or a gradient stays visible to the divergence
@@ -21,9 +22,56 @@ threads in subprocesses.
 """
 from __future__ import annotations
 
+import os
+import tempfile
+import warnings
+
 import numba
 from numba import types
 from numba.extending import intrinsic
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+#: The package folders holding compiled functions (numba caches each beside its module).
+_KERNEL_DIRS = ("kernels", "engine")
+
+
+def _writable_dir(path: str) -> bool:
+    try:
+        os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+        return True
+    except OSError:
+        return False
+
+
+def ensure_cache_location() -> str | None:
+    """Give numba a kernel cache it can write, before any kernel is decorated.
+
+    numba caches beside each module (``__pycache__``) or, failing that, in the
+    user-wide cache (``~/.cache/numba``); when it can write neither (a read-only
+    install for a user without a writable home) it refuses to decorate at all
+    (``RuntimeError: cannot cache function``).  Then the kernels are cached in a new
+    temporary folder for this process, also named in ``NUMBA_CACHE_DIR`` so that
+    fastbp's compile helper (:mod:`fastbp.engine.precompile`) shares it, with one
+    warning.  Returns that folder, or None when numba has a place of its own."""
+    if numba.config.CACHE_DIR and _writable_dir(numba.config.CACHE_DIR):
+        return None
+    if all(_writable_dir(os.path.join(_HERE, d, "__pycache__")) for d in _KERNEL_DIRS):
+        return None
+    from numba.misc.appdirs import AppDirs
+    if _writable_dir(AppDirs(appname="numba", appauthor=False).user_cache_dir):
+        return None
+    folder = tempfile.mkdtemp(prefix="fastbp-kernels-")
+    numba.config.CACHE_DIR = folder
+    os.environ["NUMBA_CACHE_DIR"] = folder
+    warnings.warn(f"fastbp: neither the package folder ({_HERE}) nor numba's user cache can be "
+                  f"written; compiled kernels are cached in {folder} for this process only "
+                  f"(set NUMBA_CACHE_DIR to a writable folder to keep them between runs)",
+                  RuntimeWarning, stacklevel=2)
+    return folder
+
+
+FALLBACK_CACHE_DIR = ensure_cache_location()
 
 FASTMATH = {"nsz", "arcp", "reassoc", "afn"}
 

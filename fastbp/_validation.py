@@ -70,13 +70,19 @@ def _first_nonfinite(arr: np.ndarray) -> str:
     return f"{arr[tuple(bad)]!r} at index {tuple(int(i) for i in bad)}"
 
 
+def _for_engine(arr: np.ndarray) -> np.ndarray:
+    """A writable array: numba types a read-only array apart (``readonly array``), so
+    one would compile the whole step again (11 s); a read-only input is copied once."""
+    return arr if arr.flags.writeable else arr.copy()
+
+
 def _cast_finite(name: str, arr: np.ndarray, dtype) -> np.ndarray:
     """arr as a C-contiguous array of ``dtype``, checked finite after the cast; the
     message shows the value as it was received (1e300 overflows float32 to inf)."""
     with np.errstate(over="ignore", invalid="ignore"):  # refused below, with the value
         out = np.ascontiguousarray(arr, dtype=dtype)
     if np.isfinite(out.sum()) or np.isfinite(out).all():
-        return out
+        return _for_engine(out)
     bad = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
     raw = arr[bad]
     if np.isfinite(raw):
@@ -145,7 +151,7 @@ def check_labels(name: str, y, n: int, n_classes: int) -> np.ndarray:
     if bad is not None:
         raise ValueError(f"{name} holds the label {bad!r}; labels must lie in "
                          f"[0, {n_classes}) for a model with {n_classes} outputs")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return _for_engine(np.ascontiguousarray(arr, dtype=np.int64))
 
 
 def check_targets(name: str, y, n: int, n_out: int, dtype: np.dtype, binary: bool) -> np.ndarray:
@@ -185,4 +191,4 @@ def check_ids(name: str, X, width: int, vocab_size: int) -> np.ndarray:
     if bad is not None:
         raise ValueError(f"{name} holds the id {bad!r}; ids must lie in "
                          f"[0, {vocab_size}) for a vocabulary of {vocab_size} words")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return _for_engine(np.ascontiguousarray(arr, dtype=np.int64))

@@ -3,7 +3,13 @@
 Kernels are compiled with ``cache=True``: the machine code goes to numba's
 cache, by default ``__pycache__`` folders beside fastbp's modules (or, when
 those are not writable, numba's per-user cache folder; ``NUMBA_CACHE_DIR``
-overrides both).  Delete the ``*.nbi``/``*.nbc`` files there to clear it.
+overrides both; when none can be written, a temporary folder for the process,
+with a warning).  Delete the ``*.nbi``/``*.nbc`` files there to clear it.
+
+Inputs reach the compiled code in one form whatever their layout: C-contiguous,
+writable, of the model's dtype (int64 for ids and labels), converted at the
+boundary.  So a read-only, Fortran-ordered or strided array, or int32 labels,
+run the signatures a warm-up compiled.
 """
 from __future__ import annotations
 

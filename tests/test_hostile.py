@@ -436,3 +436,75 @@ def test_ctrl_c_stops_a_fused_fit_soon_with_consistent_books(tmp_path):
     # (0.1-0.3 s measured); the bound is loose for a loaded host, and still far below
     # the 10**7 epochs (minutes) an ignored Ctrl-C would run.
     assert r["stopped"] - r["signal_at"] < 30, r
+
+
+# -- warm-up and the cache ------------------------------------------------------------------
+def _signature_count(model):
+    b = model._driver.build
+    return sum(len(getattr(b, name).signatures)
+               for name in ("train_epochs", "train_step", "predict", "evaluate"))
+
+
+@pytest.mark.parametrize("kind", ["read-only", "fortran", "strided", "int32 labels"])
+def test_read_only_and_non_contiguous_inputs_compile_nothing_new(kind):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    m = fb.Sequential([L.Dense(8, 16, activation="relu"), L.Dense(16, 3)])
+    m.compile(fb.optim.Adam(), "softmax_cross_entropy")
+    m.fit(X, y, epochs=1)
+    m.train_on_batch(X[:8], y[:8])
+    m.predict(X)
+    m.evaluate(X, y)
+    before = _signature_count(m)
+    if kind == "read-only":
+        X2, y2 = X.copy(), y.copy()
+        X2.setflags(write=False)
+        y2.setflags(write=False)
+    elif kind == "fortran":
+        X2, y2 = np.asfortranarray(X), y
+    elif kind == "strided":
+        X2, y2 = np.repeat(X, 2, axis=0)[::2], np.repeat(y, 2)[::2]
+    else:
+        X2, y2 = X, y.astype(np.int32)
+    h = m.fit(X2, y2, epochs=1)
+    m.train_on_batch(X2[:8], y2[:8])
+    m.predict(X2)
+    m.evaluate(X2, y2)
+    assert _signature_count(m) == before
+    assert np.isfinite(h.history["loss"][0])
+
+
+_NO_CACHE_PLACE = r"""
+import warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import numpy as np
+    import fastbp as fb
+    m = fb.Sequential([fb.layers.Dense(4, 2)]).compile("sgd", "mse")
+    m.fit(np.ones((8, 4)), np.ones((8, 2)), epochs=1)
+import os, numba
+ours = [w for w in caught if "for this process only" in str(w.message)]
+print(len(ours), numba.config.CACHE_DIR, os.environ.get("NUMBA_CACHE_DIR"))
+"""
+
+
+def test_import_works_when_no_cache_folder_can_be_written(tmp_path):
+    import shutil
+    # A copy of the package whose __pycache__ folders cannot exist (a file stands in the
+    # way: permissions would not stop root), and a home below a regular file.
+    site = tmp_path / "site"
+    shutil.copytree(os.path.dirname(fb.__file__), site / "fastbp",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for d in ("kernels", "engine"):
+        (site / "fastbp" / d / "__pycache__").write_text("not a folder")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(PYTHONPATH=str(site), HOME=str(blocker / "home"),
+               XDG_CACHE_HOME=str(blocker / "cache"))
+    out = subprocess.run([sys.executable, "-c", _NO_CACHE_PLACE], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    count, numba_dir, env_dir = out.stdout.split()
+    assert count == "1" and numba_dir == env_dir and "fastbp-kernels-" in numba_dir
