@@ -508,3 +508,58 @@ def test_import_works_when_no_cache_folder_can_be_written(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     count, numba_dir, env_dir = out.stdout.split()
     assert count == "1" and numba_dir == env_dir and "fastbp-kernels-" in numba_dir
+
+
+_INTERRUPTED_LONG_EPOCH = r"""
+import json, sys, time
+import numpy as np
+import fastbp as fb
+L = fb.layers
+rng = np.random.default_rng(0)
+X, Y = rng.standard_normal((200_000, 4)), rng.standard_normal((200_000, 2))
+def model():
+    m = fb.Sequential([L.Dense(4, 8, activation="tanh"), L.Dense(8, 2)], dtype="float64", seed=0)
+    return m.compile(fb.optim.Adam(lr=1e-4), "mse")
+kw = dict(batch_size=4, seed=5, schedule=fb.schedules.InverseTimeDecay(1e-3))  # per step
+model().fit(X[:64], Y[:64], epochs=1, batch_size=4)
+m = model()
+print("ready", flush=True)
+try:
+    h = m.fit(X, Y, epochs=3, **kw)
+    raised = False
+except KeyboardInterrupt as e:
+    raised, message = True, str(e)
+stopped = time.perf_counter()
+k, step = m.epoch, int(m.optimizer.step[0])
+m.save(sys.argv[1])
+resumed = fb.load(sys.argv[1])
+resumed.fit(X, Y, epochs=3 - k, **{**kw, "seed": None})
+ref = model()
+ref.fit(X, Y, epochs=3, **kw)
+print(json.dumps({"raised": raised, "epoch": k, "step": step,
+                  "resumed_same": bool(np.array_equal(ref.params, resumed.params)),
+                  "message": message, "stopped": stopped,
+                  "signal_at": float(sys.stdin.readline())}))
+"""
+
+
+def test_ctrl_c_inside_a_long_epoch_and_its_exact_resume(tmp_path):
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_LONG_EPOCH,
+                             str(tmp_path / "l.fbp")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        sent = time.perf_counter()
+        out, _ = proc.communicate(f"{sent}\n", timeout=600)
+    finally:
+        proc.kill()
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["raised"] and "before minibatch" in r["message"], r
+    assert r["step"] % 50_000 != 0  # stopped inside an epoch (50,000 minibatches each)
+    assert r["epoch"] == r["step"] // 50_000
+    assert r["resumed_same"]  # save, load, fit the rest == one uninterrupted fit
+    assert r["stopped"] - r["signal_at"] < 30, r  # measured: well under a second

@@ -19,6 +19,7 @@ import functools
 import signal
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -153,6 +154,7 @@ class Model:
         self._shuffle_rng = np.random.default_rng([self.seed, 1])
         self.stop_training = False
         self.epoch = 0  # epochs trained so far: per-epoch schedules continue from here
+        self._partial = None  # an epoch Ctrl-C stopped inside (see _keep_partial)
 
     def _input_vocab_bounds(self):
         """For each id input, the smallest vocabulary among the tables that read it."""
@@ -396,30 +398,63 @@ class Model:
             cb.set_model(self)
             cb.on_train_begin()
         per_epoch = bool(callbacks) or validation_data is not None or verbose != 0
-        # Without per-epoch hooks, many epochs go into one compiled call: about
-        # FIRST_CALL_STEPS steps in the first, then as many as take CALL_SECONDS, so that
-        # Ctrl-C (looked at between calls) stops a fit soon after the call in progress.
+        # Compiled calls of about FIRST_CALL_STEPS minibatches first, then of as many as
+        # take CALL_SECONDS: whole epochs per call without per-epoch hooks, an epoch cut
+        # into calls when it is longer, so that Ctrl-C (looked at between calls) stops a
+        # fit soon after the call in progress.
         cap = max(1, (1 << 22) // n)
-        group = 1 if per_epoch else max(1, min(epochs, cap, FIRST_CALL_STEPS // n_batches))
+        per_call = FIRST_CALL_STEPS  # minibatches per compiled call, then as measured
         with _deferred_interrupt() as interrupted:
             epoch = 0
             while epoch < epochs and not self.stop_training:
-                count = min(group, epochs - epoch)
+                partial = self._take_partial(n, batch_size, accumulate)
+                whole = max(1, min(cap, per_call // n_batches))
+                count = 1 if per_epoch or partial is not None else min(whole, epochs - epoch)
                 if per_epoch:
                     for cb in callbacks:
                         if hasattr(cb, "on_epoch_begin"):
                             cb.on_epoch_begin(epoch)
                 t0 = time.perf_counter()
-                perms = self._permutations(count, n, shuffle)
-                lrs = self._learning_rates(schedule, self.epoch, count, n_batches, accumulate)
+                start = 0 if partial is None else partial["next"]
+                lrs = self._learning_rates(schedule, self.epoch, count, n_batches, accumulate,
+                                           start // accumulate)
                 losses = np.zeros((count, n_batches))
-                if verbose == 1:
-                    done, step, status = self._run_epoch_with_bar(
-                        data, perms, batch_size, accumulate, lrs, losses, sizes, epoch, epochs)
+                if partial is not None:
+                    perms = partial["perm"][None, :]
+                    losses[0, :start] = partial["losses"][:start]
                 else:
-                    done, step, status = self._run_epochs(data, perms, batch_size, accumulate, lrs,
-                                                          losses)
+                    perms = self._permutations(count, n, shuffle)
+                chunked = count == 1 and (start > 0 or verbose == 1 or per_call < n_batches)
+                if chunked:
+                    # whole accumulation groups per call, so that each group updates once
+                    size = -(-n_batches // 20) if verbose == 1 else per_call
+                    size = accumulate * max(1, -(-min(size, per_call) // accumulate))
+                    bar = None
+                    if verbose == 1:
+                        from tqdm.auto import tqdm
+                        bar = tqdm(total=n_batches, initial=start, unit="batch", leave=True,
+                                   desc=f"epoch {epoch + 1}/{epochs}", dynamic_ncols=True)
+                    try:
+                        done, step, status, stopped, per_step = self._run_epoch_in_chunks(
+                            data, perms, batch_size, accumulate, lrs, losses, start, size,
+                            interrupted, bar, sizes)
+                    finally:
+                        if bar is not None:
+                            bar.close()
+                    if stopped is not None:
+                        self._keep_partial(perms[0], stopped, losses[0], n, batch_size,
+                                           accumulate)
+                        raise KeyboardInterrupt(
+                            f"fit interrupted in epoch {self.epoch + 1} before minibatch "
+                            f"{stopped} of {n_batches} (optimizer step "
+                            f"{int(self.optimizer.step[0])}); the next fit, or a save and a "
+                            f"load, continues that epoch there")
+                else:
+                    done, step, status = self._run_epochs(data, perms, batch_size, accumulate,
+                                                          lrs, losses)
+                    per_step = (time.perf_counter() - t0) / (count * n_batches)
                 elapsed = (time.perf_counter() - t0) / count  # training time, per epoch
+                per_call = max(accumulate, int(CALL_SECONDS / max(per_step, 1e-9)))
                 # a row sum is taken the same way whatever the number of rows
                 epoch_losses = ((losses[:done] * sizes).sum(axis=1) / n).tolist()
                 last_lrs = lrs[:done, -1].tolist()
@@ -445,8 +480,6 @@ class Model:
                     raise KeyboardInterrupt(f"fit interrupted after epoch {self.epoch} (optimizer "
                                             f"step {int(self.optimizer.step[0])}); the model is "
                                             f"as those epochs left it")
-                if not per_epoch:
-                    group = max(1, min(cap, int(CALL_SECONDS / max(elapsed, 1e-9))))
         for cb in callbacks:
             cb.on_train_end()
         return history
@@ -457,45 +490,69 @@ class Model:
         order = np.tile(np.arange(n, dtype=np.int64), (count, 1))
         return self._shuffle_rng.permuted(order, axis=1) if shuffle else order
 
-    def _learning_rates(self, schedule, epoch, count, n_batches, accumulate=1):
+    def _learning_rates(self, schedule, epoch, count, n_batches, accumulate=1, done=0):
         """(count, n_batches) learning rates of the minibatches of epochs epoch, epoch + 1,
         ...; with accumulate = k, a minibatch gets the rate of the update its group of k
-        ends in (the only one read)."""
+        ends in (the only one read).  done: updates of the first epoch already made (an
+        interrupted epoch continued)."""
         base = self.optimizer.lr
         if schedule is None:
             return np.full((count, n_batches), base)
         if schedule.per == "epoch":
             per_epoch = np.array([checked_rate(schedule, epoch + e, base) for e in range(count)])
             return np.repeat(per_epoch[:, None], n_batches, axis=1)
-        t0 = int(self.optimizer.step[0])
+        t0 = int(self.optimizer.step[0]) - done
         updates = -(-n_batches // accumulate)  # per epoch
         steps = (t0 + np.arange(count)[:, None] * updates
                  + np.arange(n_batches)[None, :] // accumulate)
         rates = {t: checked_rate(schedule, t, base) for t in np.unique(steps).tolist()}
         return np.vectorize(rates.__getitem__, otypes=[np.float64])(steps)
 
-    def _run_epoch_with_bar(self, data, perms, batch_size, accumulate, lrs, losses, sizes,
-                            epoch, epochs):
-        """One epoch in about 20 compiled calls, with a tqdm bar over its batches."""
-        from tqdm.auto import tqdm
+    def _run_epoch_in_chunks(self, data, perm, batch_size, accumulate, lrs, losses, start,
+                             chunk, interrupted, bar=None, sizes=None):
+        """One epoch (perm: (1, n)) from minibatch ``start`` on, ``chunk`` minibatches (a
+        multiple of ``accumulate``) per compiled call, stopping early when ``interrupted()``.
+        Returns (epochs done: 0 or 1, failing step, status, the minibatch it stopped
+        before or None, seconds per minibatch)."""
         n_batches = losses.shape[1]
-        n = perms.shape[1]
-        # chunks of whole accumulation groups, so that each group updates once
-        chunk = accumulate * max(1, -(-n_batches // (20 * accumulate)))
-        with tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                  leave=True, dynamic_ncols=True) as bar:
-            for s0 in range(0, n_batches, chunk):
-                s1 = min(n_batches, s0 + chunk)
-                part = perms[:, s0 * batch_size:min(n, s1 * batch_size)]
-                done, step, status = self._run_epochs(data, np.ascontiguousarray(part),
-                                                      batch_size, accumulate, lrs[:, s0:s1],
-                                                      losses[:, s0:s1])
-                if status:
-                    return 0, s0 + step, status
+        n = perm.shape[1]
+        t0, ran = time.perf_counter(), 0
+        for s0 in range(start, n_batches, chunk):
+            if s0 > start and interrupted():
+                return 0, 0, 0, s0, (time.perf_counter() - t0) / max(ran, 1)
+            s1 = min(n_batches, s0 + chunk)
+            part = perm[:, s0 * batch_size:min(n, s1 * batch_size)]
+            done, step, status = self._run_epochs(data, np.ascontiguousarray(part), batch_size,
+                                                  accumulate, lrs[:, s0:s1], losses[:, s0:s1])
+            ran += s1 - s0
+            if status:
+                return 0, s0 + step, status, None, 0.0
+            if bar is not None:
                 bar.update(s1 - s0)
                 seen = sizes[:s1]
                 bar.set_postfix(loss=f"{np.dot(losses[0, :s1], seen) / seen.sum():.4g}")
-        return 1, 0, 0
+        return 1, 0, 0, None, (time.perf_counter() - t0) / max(ran, 1)
+
+    def _keep_partial(self, perm, next_step, losses, n, batch_size, accumulate):
+        """Remember an epoch stopped at minibatch ``next_step`` (Ctrl-C), so that the next
+        fit (or a save and a load) continues it where it stopped."""
+        self._partial = {"perm": perm.copy(), "next": int(next_step), "losses": losses.copy(),
+                         "n": int(n), "batch_size": int(batch_size),
+                         "accumulate": int(accumulate)}
+
+    def _take_partial(self, n, batch_size, accumulate):
+        """The interrupted epoch to continue, if it was over the same rows and minibatches."""
+        partial, self._partial = self._partial, None
+        if partial is None:
+            return None
+        if (partial["n"], partial["batch_size"], partial["accumulate"]) != (n, batch_size,
+                                                                            accumulate):
+            warnings.warn(f"fit: the epoch interrupted at minibatch {partial['next']} was over "
+                          f"{partial['n']} rows in minibatches of {partial['batch_size']} "
+                          f"(accumulate {partial['accumulate']}); this fit's differ, so it "
+                          f"starts a new epoch", RuntimeWarning, stacklevel=3)
+            return None
+        return partial
 
     def _run_epochs(self, data, perms, batch_size, accumulate, lrs, losses):
         """Run len(perms) epochs; returns (epochs done, failing step, status).  ``losses``

@@ -85,7 +85,30 @@ def state_of(model: Model) -> tuple[dict, dict]:
         meta["fused"] = model.fused
         arrays["optimizer_state"] = model.optimizer.state
         arrays["table_state"] = plan.emb_state
+    partial = model._partial
+    if partial is not None:  # an epoch Ctrl-C stopped inside: the next fit continues it
+        meta["partial_epoch"] = {k: partial[k] for k in ("next", "n", "batch_size", "accumulate")}
+        arrays["partial_perm"] = partial["perm"]
+        arrays["partial_losses"] = partial["losses"]
     return meta, arrays
+
+
+def _restore_partial(model, meta, arrays, where):
+    spec = meta.get("partial_epoch")
+    if spec is None:
+        return
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}: the checkpoint's partial epoch is {spec!r}")
+    counts = {k: _counter(spec, k, where) for k in ("next", "n", "batch_size", "accumulate")}
+    perm, losses = arrays.get("partial_perm"), arrays.get("partial_losses")
+    n = counts["n"]
+    batches = -(-n // max(counts["batch_size"], 1))
+    if (perm is None or losses is None or perm.shape != (n,) or perm.dtype.kind not in "iu"
+            or not np.array_equal(np.sort(perm), np.arange(n)) or losses.shape != (batches,)
+            or not 0 < counts["next"] < batches or counts["batch_size"] < 1
+            or counts["accumulate"] < 1 or counts["next"] % counts["accumulate"]):
+        raise ValueError(f"{where}: the checkpoint's partial epoch does not hold together")
+    model._partial = dict(counts, perm=perm.astype(np.int64), losses=losses.astype(np.float64))
 
 
 def load(path) -> Model:
@@ -150,6 +173,7 @@ def _restore(meta, arrays, where, classes):
             raise ValueError(f"{where}: the embedding tables are missing or have the wrong "
                              f"shape")
         model.tables[:] = tables.reshape(-1)
+    _restore_partial(model, meta, arrays, where)
     model._rng_step[0] = _counter(meta, "rng_step", where)
     model._dropout_seed = _counter(meta, "dropout_seed", where)
     model.epoch = _counter(meta, "epoch", where)
