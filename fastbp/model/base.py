@@ -658,8 +658,8 @@ class Model:
                 f"seed={self.seed})")
 
 
-#: Steps in the first compiled call of a fit without per-epoch hooks, and the seconds the
-#: later calls aim at (each runs whole epochs; Ctrl-C is looked at between calls).
+#: Minibatches in the first compiled call of a fit, and the seconds the later calls aim
+#: at (whole epochs per call, or an epoch cut into calls; Ctrl-C is looked at between).
 FIRST_CALL_STEPS = 1024
 CALL_SECONDS = 0.25
 
