@@ -8,11 +8,11 @@ only the first run compiles).  Every repeat runs each workload once with each bu
 in alternating order, and the report gives the medians, the minimums and the median
 of the per-repeat ratios after / before (above 1: the second build is slower).  A
 host that changes speed between repeats moves both builds of a repeat alike, which
-separate processes taking turns cannot promise (this host's medians swung from 16 to
-28 ms within one round of ``compare_peers``).
+separate processes taking turns cannot promise (on a 2-vCPU AMD EPYC host the medians
+swung from 16 to 28 ms within one round of ``compare_peers``).
 
 One bias remains: with the same code under both names, the build imported first ran
-1-3% faster (memory placement), so run both orders (``--after-first``) and take the
+1-3% faster on that host (memory placement), so run both orders (``--after-first``) and take the
 mean of the two ratios.
 
 Usage (from the repository root)::
@@ -160,7 +160,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
     p.add_argument("--after-first", action="store_true",
                    help="import the second build first (the build imported first ran "
-                        "1-3%% faster when both were the same code: run both orders)")
+                        "1-3%% faster when both were the same code, on AMD EPYC: run "
+                        "both orders)")
     args = p.parse_args(argv)
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in names if w not in WORKLOADS]

@@ -72,7 +72,7 @@ def _first_nonfinite(arr: np.ndarray) -> str:
 
 def _for_engine(arr: np.ndarray) -> np.ndarray:
     """A writable array: numba types a read-only array apart (``readonly array``), so
-    one would compile the whole step again (11 s); a read-only input is copied once."""
+    one would compile the whole step again; a read-only input is copied once."""
     return arr if arr.flags.writeable else arr.copy()
 
 
@@ -82,7 +82,7 @@ def _cast_finite(name: str, arr: np.ndarray, dtype) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):  # refused below, with the value
         out = np.ascontiguousarray(arr, dtype=dtype)
     if np.isfinite(out.sum()) or np.isfinite(out).all():
-        return _for_engine(out)
+        return out
     bad = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
     raw = arr[bad]
     if np.isfinite(raw):
@@ -124,7 +124,7 @@ def check_features(name: str, X, n_features: int, dtype: np.dtype) -> np.ndarray
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features per sample, the model expects "
                          f"{n_features}")
-    return _cast_finite(name, arr, dtype)
+    return _for_engine(_cast_finite(name, arr, dtype))
 
 
 def check_labels(name: str, y, n: int, n_classes: int) -> np.ndarray:
@@ -163,7 +163,7 @@ def check_targets(name: str, y, n: int, n_out: int, dtype: np.dtype, binary: boo
         raise ValueError(f"{name} must have shape (n_samples, {n_out}), got {arr.shape}")
     if arr.shape[0] != n:
         raise ValueError(f"{name} has {arr.shape[0]} rows but X has {n} samples")
-    out = _cast_finite(name, arr, dtype)
+    out = _for_engine(_cast_finite(name, arr, dtype))
     if binary and ((out < 0).any() or (out > 1).any()):
         bad = out[(out < 0) | (out > 1)][0]
         raise ValueError(f"binary cross-entropy targets must lie in [0, 1], got {bad!r}")

@@ -78,9 +78,9 @@ class WindowEmbedding(Layer):
         return self.width * self.dim
 
     def build(self, input_dim, rng, dtype):
-        if self._weights is not None:  # finite in the model's dtype too
+        if self._weights is not None:  # finite in the model's dtype too (the model copies it)
             E = check_weights("WindowEmbedding weights", self._weights,
-                              (self.vocab_size, self.dim), dtype).copy()
+                              (self.vocab_size, self.dim), dtype)
         else:
             E = rng.standard_normal((self.vocab_size, self.dim)).astype(dtype)
             if self.padding_id is not None:

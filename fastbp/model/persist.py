@@ -65,8 +65,9 @@ def copy_model(model: Model) -> Model:
     meta, arrays = state_of(model)
     classes = _layer_classes()
     classes.update({type(layer).__name__: type(layer) for layer in model.layers})
-    return restore(json.loads(json.dumps(meta)), {k: np.array(v) for k, v in arrays.items()},
-                   f"a copy of {model!r}", classes)
+    # restore copies the arrays into the new model's buffers; the metadata goes through
+    # JSON as from a file (its own objects, JSON's types)
+    return restore(json.loads(json.dumps(meta)), arrays, f"a copy of {model!r}", classes)
 
 
 def state_of(model: Model) -> tuple[dict, dict]:
