@@ -22,8 +22,9 @@ Usage (from the repository root)::
         --threads 2 --markdown-out results.md
 
 Workloads: fig7_8, mlp_small, mlp_784_b128, mlp_784_b1024, mnist, threads, startup,
-optim_10m, window, pos (see ``WORKLOADS`` below and docs/performance.md); pos_seeds (the
-POS accuracy over five seeds) runs only when named.
+optim_10m, window, pos, bilstm (see ``WORKLOADS`` below and docs/performance.md); pos_seeds
+(the POS accuracy over five seeds) and bilstm_seeds (the BiLSTM tagger's over three) run
+only when named.
 """
 
 import argparse
@@ -37,13 +38,15 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     __package__ = "benchmarks"
 
 from . import peer_workloads as W  # noqa: E402
+from . import peer_workloads_seq as Q  # noqa: E402
 from . import peer_workloads_sparse as S  # noqa: E402
 from .peer_common import Report, have_jax, machine_info  # noqa: E402
 
 WORKLOADS = ("fig7_8", "mlp_small", "mlp_784_b128", "mlp_784_b1024", "mnist", "threads",
-             "startup", "optim_10m", "window", "pos")
-#: Run only when named: the POS accuracy over five seeds takes about 3 minutes.
-OPTIONAL = ("pos_seeds",)
+             "startup", "optim_10m", "window", "pos", "bilstm")
+#: Run only when named: the POS accuracy over five seeds takes about 3 minutes, the
+#: BiLSTM tagger's over three seeds about 15 on 2 cores.
+OPTIONAL = ("pos_seeds", "bilstm_seeds")
 
 RUNNERS = {
     "fig7_8": W.workload_fig7_8,
@@ -57,6 +60,8 @@ RUNNERS = {
     "window": S.workload_window,
     "pos": S.workload_pos,
     "pos_seeds": S.workload_pos_seeds,
+    "bilstm": Q.workload_bilstm,
+    "bilstm_seeds": Q.workload_bilstm_seeds,
 }
 
 

@@ -192,3 +192,84 @@ def check_ids(name: str, X, width: int, vocab_size: int) -> np.ndarray:
         raise ValueError(f"{name} holds the id {bad!r}; ids must lie in "
                          f"[0, {vocab_size}) for a vocabulary of {vocab_size} words")
     return _for_engine(np.ascontiguousarray(arr, dtype=np.int64))
+
+
+def _refuse_ragged(name: str, a) -> None:
+    """A list of sequences of different lengths, with a pointer to pad_sequences."""
+    if isinstance(a, (list, tuple)) and a and all(hasattr(r, "__len__") for r in a):
+        lengths = {len(r) for r in a}
+        if len(lengths) > 1:
+            raise ValueError(f"{name} is a ragged list of sequences (lengths {min(lengths)} to "
+                             f"{max(lengths)}); pad them into one array first with "
+                             f"fb.text.pad_sequences(sequences, padding_id=...)")
+
+
+def check_sequence(name: str, X, width: int, is_ids: bool, dtype, vocab_size, padding):
+    """A batch of right-padded sequences as a C-contiguous (n, T * width) array (each
+    row's steps side by side), and each row's length when ``padding`` is given.
+
+    Ids: (n, T) for one id per step, (n, T, width) for more, each in [0, vocab_size);
+    the length of a row is the position after its last step that is not all
+    ``padding`` (-1: every row is T long); a row of padding alone is refused.
+    Float features: (n, T, width), finite.
+    """
+    _refuse_ragged(name, X)
+    arr = _as_numeric_array(name, X)
+    shape = "(n_samples, T)" if is_ids and width == 1 else f"(n_samples, T, {width})"
+    if is_ids and width == 1 and arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] != width:
+        what = "ids" if is_ids else "features"
+        raise ValueError(f"{name} must be a {shape} array of {what} (a sequence input), got "
+                         f"shape {arr.shape}")
+    n, T = arr.shape[0], arr.shape[1]
+    if n == 0 or T == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); at least one sequence of at "
+                         f"least one step is needed")
+    if not is_ids:
+        if not np.issubdtype(arr.dtype, np.floating) and arr.dtype != bool and \
+                not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"{name} must hold float features, got dtype {arr.dtype}")
+        return _for_engine(_cast_finite(name, arr, dtype).reshape(n, T * width)), None
+    if np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool:
+        raise TypeError(f"{name} is an int sequence input (token ids) and must hold integers, "
+                        f"got dtype {arr.dtype}")
+    bad = _outside(arr, vocab_size)
+    if bad is not None:
+        raise ValueError(f"{name} holds the id {bad!r}; ids must lie in [0, {vocab_size}) for "
+                         f"a vocabulary of {vocab_size} words")
+    out = _for_engine(np.ascontiguousarray(arr, dtype=np.int64).reshape(n, T * width))
+    if padding is None:
+        return out, None
+    if padding < 0:
+        return out, np.full(n, T, dtype=np.int64)
+    real = (arr != padding).any(axis=2)  # (n, T): a step with a token
+    lengths = np.where(real.any(axis=1), T - np.argmax(real[:, ::-1], axis=1), 0)
+    empty = np.flatnonzero(lengths == 0)
+    if empty.size:
+        raise ValueError(f"{name} row {int(empty[0])} has length 0 (every id is the padding "
+                         f"id {padding}); every sequence needs at least one token")
+    return out, lengths.astype(np.int64)
+
+
+def check_sequence_labels(name: str, y, n: int, T: int, lengths, n_classes: int, xname: str):
+    """Per-token labels (n, T), -1 where there is no token, as a flat int64 (n * T,)
+    array; and per row the number of labels that count (>= 0 within its length)."""
+    _refuse_ragged(name, y)
+    arr = _as_numeric_array(name, y)
+    if arr.shape != (n, T):
+        raise ValueError(f"{name} must have the shape of the ids, ({n}, {T}) (one label per "
+                         f"step, -1 where there is no token), got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype == bool or not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            raise TypeError(f"{name} must hold integer labels (-1 for no token), got dtype "
+                            f"{arr.dtype} with values that are not integers")
+    bad = (arr < -1) | (arr >= n_classes)
+    if bad.any():
+        raise ValueError(f"{name} holds the label {arr[bad][0].item()!r}; labels must lie in "
+                         f"[0, {n_classes}) for a model with {n_classes} outputs, or be -1 "
+                         f"where there is no token")
+    labels = np.ascontiguousarray(arr, dtype=np.int64)
+    inside = np.arange(T)[None, :] < lengths[:, None]
+    tokens = ((labels >= 0) & inside).sum(axis=1).astype(np.int64)
+    return labels.reshape(-1), tokens

@@ -23,6 +23,13 @@ per-layer path, inference mode) on one batch and reports, for each layer call:
     (sigmoid: a < 0.01 or a > 0.99; tanh: |a| > 0.99) the fraction of
     unit activations in the flat region.
 
+Seed 004 explains why a vanilla RNN learns little from far back: dL/dh_k is a
+product of one Jacobian per step between k and the loss, each scaled by tanh',
+so it shrinks geometrically with the distance; LSTM and GRU keep it alive.
+:func:`state_gradients` measures that picture: the norm of dL/dh_t against the
+step t for a recurrent layer, on one batch (``examples/rnn_gradients.py`` plots it
+for RNN, LSTM and GRU).
+
 The model's gradient buffer is overwritten (it is scratch between steps); the
 parameters are not changed.
 """
@@ -35,7 +42,7 @@ import numpy as np
 from .engine import codes as C
 from .engine import interpreter as I
 from .engine.drivers import Layerwise
-from .kernels.losses import loss_count
+from .kernels.recurrent import cache_width as _rec_cache_width
 from .threads import parallel_enabled
 
 
@@ -47,7 +54,7 @@ def layer_statistics(model, x, y) -> list[dict]:
                          f"checkpoint_every={model.checkpoint_every} keeps only some; build "
                          f"the same model without checkpoint_every to inspect it")
     data, m = model._data(x, y, "x")
-    model._workspace(m)
+    model._workspace(m, steps=data.steps)
     plan = model._plan
     driver = Layerwise(plan)
     driver.forward(data, m, training=False)
@@ -69,8 +76,10 @@ def layer_statistics(model, x, y) -> list[dict]:
         entry_of[n] = entry
         stats.append(entry)
     par = parallel_enabled()
-    count = loss_count(model.loss.code, m, model.n_out)
-    loss = I.output_gradient(plan.tape, plan.work, data.yf, data.yi, m, count, par) / count
+    count = driver.build.batch_count(plan.tape, data, plan.work.order, 0, m)
+    targets = driver._targets(data, plan.work.order, 0, m)
+    loss = driver.build.output_gradient(plan.tape, plan.work, targets.yf, targets.yi, m, count,
+                                        par) / count
     I.open_rows(plan.tape, plan.work)
     for n in range(plan.nodes.shape[0] - 1, len(plan.inputs) - 1, -1):
         out_v = int(plan.nodes[n, C.OUT])
@@ -102,3 +111,61 @@ def report(model, x, y) -> str:
                      f"{'' if dead is None else f'{dead:.2f}':>6} "
                      f"{'' if sat is None else f'{sat:.2f}':>9}")
     return "\n".join(lines)
+
+
+def state_gradients(model, x, y, layer=None) -> np.ndarray:
+    """The mean norm of dL/dh_t at each step t of a recurrent layer, on one batch.
+
+    layer : the RNN, LSTM or GRU (one direction of a Bidirectional); None: the model's
+        first recurrent layer.
+    Returns float64 (T,): entry t averages ||dL/dh_t|| (the whole gradient reaching the
+    state of step t: from the layer's output and from the steps after it) over the
+    sequences that reach step t (NaN where none does).  Full BPTT is used even when the
+    layer was built with ``truncate``.
+    """
+    from .layers.recurrent import _Recurrent
+    model._require_compiled()
+    plan = model._plan
+    nodes = [n for n in range(len(plan.inputs), plan.nodes.shape[0])
+             if plan.nodes[n, C.KIND] == C.RECURRENT
+             and (layer is None or plan.node_layers[n] is layer)]
+    if not nodes:
+        what = "no recurrent layer" if layer is None else f"no call of {layer!r}"
+        raise ValueError(f"state_gradients: the model has {what}")
+    if layer is not None and not isinstance(layer, _Recurrent):
+        raise TypeError(f"state_gradients takes an RNN, LSTM or GRU, got {layer!r}")
+    if model.checkpoint_every:
+        raise ValueError("state_gradients reads every state, which checkpoint_every drops")
+    target = nodes[0]
+    data, m = model._data(x, y, "x")
+    model._workspace(m, steps=data.steps)
+    driver = Layerwise(plan)
+    driver.forward(data, m, training=False)
+    step_data = driver._targets(data, plan.work.order, 0, m)
+    par = parallel_enabled()
+    count = driver.build.batch_count(plan.tape, data, plan.work.order, 0, m)
+    driver.build.output_gradient(plan.tape, plan.work, step_data.yf, step_data.yi, m, count,
+                                 par)
+    I.open_rows(plan.tape, plan.work)
+    truncate = int(plan.nodes[target, C.TRUNCATE])
+    plan.nodes[target, C.TRUNCATE] = 0
+    try:
+        for n in range(plan.nodes.shape[0] - 1, target - 1, -1):
+            driver.backward_node(n, m, False, 0, False)
+    finally:
+        plan.nodes[target, C.TRUNCATE] = truncate
+    T = int(plan.work.steps[0])
+    h = int(plan.vtable[plan.nodes[target, C.OUT], C.WIDTH])
+    out_v = int(plan.nodes[target, C.OUT])
+    if plan.nodes[target, C.LAST]:  # the states' gradients sit in the node's cache
+        kept = int(_rec_cache_width(int(plan.nodes[target, C.CELL]), h))
+        cap = int(plan.work.steps[1])
+        off = int(plan.nodes[target, C.CACHE_OFF]) * m * cap + m * cap * (kept + h)
+        dh = plan.work.cache[off:off + m * T * h].reshape(m, T, h)
+    else:
+        dh = plan.slot(out_v, m, grad=True).reshape(m, T, h)
+    lengths = plan.work.lengths[:m]
+    norms = np.linalg.norm(dh.astype(np.float64), axis=2)
+    real = np.arange(T)[None, :] < lengths[:, None]
+    with np.errstate(invalid="ignore"):
+        return (norms * real).sum(axis=0) / real.sum(axis=0)

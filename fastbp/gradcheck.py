@@ -45,7 +45,7 @@ def gradcheck(model, x, y, eps: float = 1e-6, max_per_array: int = 256, seed: in
     max_per_array = check_int("max_per_array", max_per_array, 1)
     m = model if model.dtype == np.float64 else _float64_twin(model)
     data, rows = m._data(x, y, "x")
-    m._workspace(rows)
+    m._workspace(rows, steps=data.steps)
     m.compute_gradients(x, y)
     analytic = m.grads.copy()
     plan = m._plan

@@ -25,13 +25,14 @@ def _mlp(dropout=0.0, dtype="float64", **kw):
 
 
 def test_what_each_function_reads():
-    assert reads(I.forward_nodes) == {"HAS_TABLES", "HAS_DROPOUT", "HAS_MERGE"}
-    assert reads(I.backward_nodes) == {"HAS_TABLES", "HAS_DROPOUT", "HAS_MERGE"}
+    assert reads(I.forward_nodes) == {"HAS_TABLES", "HAS_DROPOUT", "HAS_MERGE", "HAS_SEQUENCES"}
+    assert reads(I.backward_nodes) == {"HAS_TABLES", "HAS_DROPOUT", "HAS_MERGE",
+                                       "HAS_SEQUENCES"}
     assert reads(optim.apply_update) == {"OPTIMIZER"}
     assert reads(losses.loss_sum_and_grad) == {"LOSS"}
     assert reads(I.train_epochs) == {"HAS_TABLES", "HAS_DROPOUT", "HAS_MERGE", "HAS_SEGMENTS",
-                                     "OPTIMIZER", "LOSS"}
-    assert reads(I.predict) == {"HAS_TABLES", "HAS_DROPOUT", "HAS_MERGE"}
+                                     "HAS_SEQUENCES", "OPTIMIZER", "LOSS"}
+    assert reads(I.predict) == {"HAS_TABLES", "HAS_DROPOUT", "HAS_MERGE", "HAS_SEQUENCES"}
     # the math kernels read none: one compiled copy serves every build
     assert reads(dense.dense_forward) == frozenset()
     assert build(Features(tables=False)).forward_nodes is not I.forward_nodes
@@ -40,28 +41,30 @@ def test_what_each_function_reads():
 def test_features_of_models():
     m = _mlp(dropout=0.5).compile(fb.optim.Adam(), "softmax_cross_entropy")
     assert m._driver.features == Features(tables=False, dropout=True, merge=False,
-                                          segments=False, optimizer=optim.ADAM,
+                                          segments=False, sequences=False,
+                                          optimizer=optim.ADAM,
                                           loss=losses.SOFTMAX_CROSS_ENTROPY)
     m = _mlp(checkpoint_every=1).compile(fb.optim.SGD(lr=0.1), "mse")
-    assert m._driver.features == Features(False, False, False, True, optim.SGD, losses.MSE)
+    assert m._driver.features == Features(False, False, False, True, False, optim.SGD, losses.MSE)
     w = fb.Input(3, dtype="int64", name="w")
     x = fb.Input(2, name="x")
     h = fb.layers.Concatenate()([fb.layers.WindowEmbedding(10, 4, window=1)(w), x])
     f = fb.Model(inputs=[w, x], outputs=fb.layers.Dense(14, 2)(h), dtype="float64", seed=0)
     assert features_of(f._plan) == Features(tables=True, dropout=False, merge=True,
-                                            segments=False)
+                                            segments=False, sequences=False)
     f.compile(fb.optim.RMSProp(), "binary_cross_entropy")
-    assert f._driver.features == Features(True, False, True, False, optim.RMSPROP,
+    assert f._driver.features == Features(True, False, True, False, False, optim.RMSPROP,
                                           losses.BINARY_CROSS_ENTROPY)
 
 
 def test_copies_are_shared_by_what_they_read():
-    a = build(Features(False, True, False, False, optim.ADAM, losses.MSE))
-    b = build(Features(False, True, False, False, optim.SGD, losses.SOFTMAX_CROSS_ENTROPY))
+    a = build(Features(False, True, False, False, False, optim.ADAM, losses.MSE))
+    b = build(Features(False, True, False, False, False, optim.SGD,
+                       losses.SOFTMAX_CROSS_ENTROPY))
     assert a.forward_nodes is b.forward_nodes  # no optimizer or loss in the node loop
     assert a.train_step is not b.train_step
-    assert a.train_step.py_func.__qualname__ == "train_step__t0d1m0s0o1l0"
-    assert b.forward_nodes.py_func.__qualname__ == "forward_nodes__t0d1m0"
+    assert a.train_step.py_func.__qualname__ == "train_step__t0d1m0s0r0o1l0"
+    assert b.forward_nodes.py_func.__qualname__ == "forward_nodes__t0d1m0r0"
     assert build(a.features) is a
 
 
@@ -121,12 +124,13 @@ def test_an_mlp_compiles_only_what_it_uses(tmp_path):
     got = json.loads(out.stdout.strip().splitlines()[-1])
     compiled = set(got["compiled"])
     for used in ("dense_forward", "dense_backward", "_adam_chunk", "_softmax_ce_row",
-                 "train_epochs__t0d0m0s0o1l2", "forward_nodes__t0d0m0"):
+                 "train_epochs__t0d0m0s0r0o1l2", "forward_nodes__t0d0m0r0"):
         assert used in compiled, (used, sorted(compiled))
     for unused in ("gather_windows", "add_row_gradients", "apply_sparse_update",
                    "_sparse_adam_rows", "dropout_apply", "columns_into", "copy_columns",
                    "_sgd_chunk", "_rmsprop_chunk", "_adagrad_chunk", "_adadelta_chunk",
-                   "_yogi_chunk", "_mse_row", "_bce_row"):
+                   "_yogi_chunk", "_mse_row", "_bce_row", "recurrent_forward",
+                   "recurrent_backward"):
         assert unused not in compiled, unused
     assert got["forward_nodes"] == 1
     assert got["backward_nodes"] == 1
@@ -179,11 +183,11 @@ def test_warmup_of_a_model_compiles_on_two_processes(tmp_path):
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["untouched"]
     assert got["after"] == [], got["after"]
-    assert "forward_nodes__t0d1m0" in got["during"]
-    assert "train_epochs__t0d1m0s0o0l2" in got["during"]
+    assert "forward_nodes__t0d1m0r0" in got["during"]
+    assert "train_epochs__t0d1m0s0r0o0l2" in got["during"]
     if (os.cpu_count() or 1) > 1:
-        assert "backward_nodes__t0d1m0" not in got["during"]
-        assert "evaluate__t0d1m0l2" not in got["during"]
+        assert "backward_nodes__t0d1m0r0" not in got["during"]
+        assert "evaluate__t0d1m0r0l2" not in got["during"]
 
 
 def test_warmup_without_a_working_helper_compiles_here(monkeypatch):

@@ -25,9 +25,14 @@ Weights = namedtuple("Weights", ["params", "grads", "emb", "pscratch"])
 #: ``rows`` : every table's touched rows and id hash table; ``row_grads`` : their
 #: gradients; ``n_rows`` : int64 (n_tables,) rows touched, -1 before the first
 #: node of a backward pass opens them; ``ybf``, ``ybi`` : targets of a minibatch
-#: gathered by the epoch loop; ``order`` : int64 0, 1, 2, ... (rows in order).
+#: gathered by the epoch loop; ``order`` : int64 0, 1, 2, ... (rows in order);
+#: ``lengths`` : int64 (batch,) the steps of each sequence of the minibatch loaded;
+#: ``steps`` : int64 (2,) that minibatch's longest sequence and the most the arenas
+#: hold; ``cache`` : what the recurrent nodes keep for their backward pass;
+#: ``rwork`` : their scratch space.
 Work = namedtuple("Work", ["acts", "agrads", "ids", "work", "tmp", "row_loss", "rows",
-                           "row_grads", "n_rows", "ybf", "ybi", "order"])
+                           "row_grads", "n_rows", "ybf", "ybi", "order", "lengths", "steps",
+                           "cache", "rwork"])
 
 #: ``code`` and ``hp`` : the optimizer and its hyperparameters (layout in
 #: fastbp.kernels.optim); ``state`` (k, n_params) and ``step`` (1,); ``emb_state`` :
@@ -38,8 +43,11 @@ Optim = namedtuple("Optim", ["code", "hp", "state", "step", "emb_state", "emb_st
 
 #: Whole data sets for the epoch loop and inference: ``xf`` (N, float columns) with the
 #: float inputs side by side, ``xi`` (N, id columns) the id inputs, ``yf`` float targets
-#: (N, n_out) and ``yi`` int64 labels (N,), each a small dummy when unused.
-Data = namedtuple("Data", ["xf", "xi", "yf", "yi"])
+#: (N, n_out) and ``yi`` int64 labels (N,), each a small dummy when unused.  With
+#: sequences: a sequence input takes ``steps`` times its width in columns (step after
+#: step), ``lengths`` (N,) holds each row's steps, ``yi`` the per-token labels (N * steps,)
+#: and ``tokens`` (N,) how many of a row's labels count in the loss.
+Data = namedtuple("Data", ["xf", "xi", "yf", "yi", "lengths", "tokens", "steps"])
 
 #: The dropout stream: ``seed`` and ``step`` : int64 (1,) training-mode passes so far.
 Stream = namedtuple("Stream", ["seed", "step"])

@@ -10,7 +10,10 @@ small integer and float tables that the compiled interpreter reads:
 ``values`` : int64 (n_values, VALUE_COLS), where each value lives: its
     per-sample offset and width in the activation arena (or, for int ids, in the
     id arena), so that at batch size m value v is the (m, width) block starting
-    at ``m * offset``; its gradient has the same place in the gradient arena;
+    at ``m * offset``; its gradient has the same place in the gradient arena.  A
+    sequence value of a batch of T steps is the (m * T, width) block there (row
+    i * T + t: sample i at step t), room being kept for the longest T the
+    workspace was sized for;
 ``tables`` : int64 (n_tables, TABLE_COLS), the embedding tables (kept out of the
     flat parameter buffer) and their row-gradient workspaces.
 """
@@ -23,23 +26,32 @@ WINDOW = 3     # gathers the 2w+1 rows of an embedding table per window
 CONCAT = 4     # side by side, in operand order
 ADD = 5        # elementwise sum of equal-width values
 CUSTOM = 6     # a user's NumPy layer: only the per-layer path runs it
+RECURRENT = 7  # an RNN, LSTM or GRU over a sequence (one direction)
 
 KIND_NAMES = {INPUT: "input", DENSE: "dense", DROPOUT: "dropout", WINDOW: "window",
-              CONCAT: "concatenate", ADD: "add", CUSTOM: "custom"}
+              CONCAT: "concatenate", ADD: "add", CUSTOM: "custom", RECURRENT: "recurrent"}
 
 # -- nodes: int columns -----------------------------------------------------------
 KIND = 0        # one of the kinds above
 ARG0 = 1        # first operand row
 N_ARGS = 2      # number of operands
 OUT = 3         # the value written
-W_OFF = 4       # DENSE: offset of W (n_in, n_out) in the flat buffer; b follows it
-ACT = 5         # DENSE: activation code
+W_OFF = 4       # DENSE: offset of W (n_in, n_out) in the flat buffer; b follows it;
+                # RECURRENT: offset of W, then U, b (and GRU's b_rec)
+ACT = 5         # DENSE, RECURRENT (RNN cells): activation code
 TABLE = 6       # WINDOW: embedding table row
 KEY = 7         # DROPOUT: the node's share of the dropout key
 PARAM_ACC = 8   # 1: another node (a later call of the same layer) writes these
                 # parameters' gradients first in the backward pass, so this one adds
-DATA_COL = 9    # INPUT: first column of this input in the stacked data arrays
-NODE_COLS = 10
+DATA_COL = 9    # INPUT: the widths of the non-sequence inputs before it in its data array
+SEQ_COL = 10    # INPUT: the per-step widths of the sequence inputs before it there (its
+                # first column is DATA_COL + steps * SEQ_COL, steps: the data's T)
+CELL = 11       # RECURRENT: the cell (kernels.recurrent RNN, LSTM, GRU)
+REVERSE = 12    # RECURRENT: 1 reads each sequence from its last real step back
+LAST = 13       # RECURRENT: 1 outputs the state after the last step read (not a sequence)
+TRUNCATE = 14   # RECURRENT: truncated BPTT, k steps back (0: all)
+CACHE_OFF = 15  # RECURRENT: per-(sample, step) offset of its cache in the cache arena
+NODE_COLS = 16
 
 # -- nodes: float columns ----------------------------------------------------------
 SLOPE = 0       # DENSE: leaky-ReLU slope
@@ -56,7 +68,8 @@ OFFSET = 0      # per-sample offset in its arena
 WIDTH = 1       # per-sample width
 IS_IDS = 2      # 1: int64 ids in the id arena
 NEEDS_GRAD = 3  # 1: some parameter lies upstream, so a gradient flows into it
-VALUE_COLS = 4
+SEQ = 4         # 1: a sequence, (batch * T, width) at a batch of T steps
+VALUE_COLS = 5
 
 # -- embedding tables ------------------------------------------------------------------
 E_OFF = 0       # offset of the (vocab, dim) table in the flat embedding buffer

@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 
-from ..kernels.losses import loss_count
 from ..threads import parallel_enabled
 from . import codes as C
 from .specialize import build, features_of
@@ -164,9 +163,18 @@ class Layerwise(Compiled):
             p.stream.step[0] += 1
         return total, status, sq
 
+    def _targets(self, data, idx, start, m):
+        """data with the minibatch's targets gathered (labels per step for sequences)."""
+        p = self.plan
+        yf, yi = self.build.load_targets(p.tape, p.work, data, idx, start, m, parallel_enabled())
+        return data._replace(yf=yf, yi=yi)
+
     def step(self, data, m, lr, training=True, do_update=True):
+        p = self.plan
         self.load(data, m)
-        count = _count(self.plan, m)
+        count = self.build.batch_count(p.tape, data, p.work.order, 0, m)
+        if p.has_sequences:
+            data = self._targets(data, p.work.order, 0, m)
         total, status, sq = self.gradients(data, m, count, training, False)
         loss = total / count
         if status != C.OK or not do_update:
@@ -183,13 +191,13 @@ class Layerwise(Compiled):
                 start = s * batch_size
                 m = min(batch_size, n - start)
                 self.build.load_inputs(p.tape, p.work, data, perms[e], start, m, par)
-                yf, yi = self.build.load_targets(p.tape, p.work, data, perms[e], start, m, par)
+                step_data = self._targets(data, perms[e], start, m)
                 j = s % accumulate
                 g0 = (s - j) * batch_size
                 group = min(g0 + accumulate * batch_size, n) - g0
-                step_data = data._replace(yf=yf, yi=yi)
-                total, status, sq = self.gradients(step_data, m, _count(p, group), True, j > 0)
-                losses[e, s] = total / _count(p, m)
+                count = self.build.batch_count(p.tape, data, perms[e], g0, group)
+                total, status, sq = self.gradients(step_data, m, count, True, j > 0)
+                losses[e, s] = total / self.build.batch_count(p.tape, data, perms[e], start, m)
                 if status != C.OK:
                     return e, s, status
                 if j == accumulate - 1 or s == n_batches - 1:
@@ -200,11 +208,19 @@ class Layerwise(Compiled):
 
     def predict(self, data, out, batch_size):
         p = self.plan
-        p.rows_in_order(out.shape[0])
-        for start in range(0, out.shape[0], batch_size):
-            m = min(out.shape[0], start + batch_size) - start
+        n = data.lengths.shape[0] if p.has_sequences else out.shape[0]
+        p.rows_in_order(n)
+        for start in range(0, n, batch_size):
+            m = min(n, start + batch_size) - start
             self.build.load_inputs(p.tape, p.work, data, p.work.order, start, m, parallel_enabled())
-            out[start:start + m] = self._forward(m, False, 0)
+            o = self._forward(m, False, 0)
+            if p.output.sequence:
+                T = int(p.work.steps[0])
+                for i in range(m):
+                    r, L = (start + i) * data.steps, int(p.work.lengths[i])
+                    out[r:r + L] = o[i * T:i * T + L]
+            else:
+                out[start:start + m] = o
 
     def evaluate(self, data, n, batch_size):
         p = self.plan
@@ -223,13 +239,11 @@ class Layerwise(Compiled):
         p = self.plan
         self.load(data, m)
         self._forward(m, False, 0)
-        count = _count(p, m)
+        count = self.build.batch_count(p.tape, data, p.work.order, 0, m)
+        if p.has_sequences:
+            data = self._targets(data, p.work.order, 0, m)
         return self.build.output_gradient(p.tape, p.work, data.yf, data.yi, m, count,
                                           parallel_enabled()) / count
-
-
-def _count(plan, m):
-    return loss_count(plan.loss_code, m, plan.n_out)
 
 
 def _check_array(h, shape, dtype, who):

@@ -1,7 +1,8 @@
 """Symbolic values and layer calls: what ``fb.Input`` and ``layer(value)`` build.
 
 A :class:`Value` is a placeholder for a (batch, width) array: float features, or
-int64 ids.  Calling a layer on values records a :class:`Call` with the
+int64 ids; a *sequence* value is a (batch, T, width) array whose T steps are right-
+padded (recurrent layers read them, per-step layers such as Dense apply at every step).  Calling a layer on values records a :class:`Call` with the
 :class:`NodeSpec` the layer declares for those inputs, and returns the call's
 output value.  ``fb.Model(inputs, outputs)`` then collects the calls the output
 depends on; :mod:`fastbp.engine.planner` lowers them to a tape.
@@ -30,7 +31,10 @@ class NodeSpec:
     params : name -> shape of each array in the flat parameter buffer, in order
     tables : name -> (vocab, dim) of each embedding table (kept out of the flat buffer)
     attrs, fattrs : the node's int and float attributes by column name
-        ("act", "padding", "trainable"; "slope", "p")
+        ("act", "padding", "trainable", "cell", "reverse", "last", "truncate"; "slope", "p")
+    sequence : whether the output is a sequence; None: as the inputs are (all sequences
+        or none)
+    cache : floats per sample and step the node keeps for its backward pass
     """
 
     kind: int
@@ -39,30 +43,38 @@ class NodeSpec:
     tables: dict = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)
     fattrs: dict = field(default_factory=dict)
+    sequence: bool | None = None
+    cache: int = 0
 
 
 class Value:
-    """A symbolic (batch, width) array: float features or int64 ids.
+    """A symbolic (batch, width) array of float features or int64 ids, or with
+    ``sequence`` a (batch, T, width) one (``width`` per step).
 
     ``producer`` is the :class:`Call` that computes it, or None for a model input.
     """
 
-    def __init__(self, width: int, is_ids: bool, producer=None, name: str | None = None):
+    def __init__(self, width: int, is_ids: bool, producer=None, name: str | None = None,
+                 sequence: bool = False):
         self.width = width
         self.is_ids = is_ids
         self.producer = producer
         self.name = name
+        self.sequence = bool(sequence)
 
     @property
     def kind_text(self) -> str:
-        return f"int64 ids of width {self.width}" if self.is_ids else \
+        what = f"int64 ids of width {self.width}" if self.is_ids else \
             f"float features of width {self.width}"
+        return f"a sequence of {what} per step" if self.sequence else what
 
     def __repr__(self):
         what = "ids" if self.is_ids else "float"
+        seq = ", sequence=True" if self.sequence else ""
         if self.producer is None:
-            return f"Input({self.width}, {what}, name={self.name!r})"
-        return f"<{what} value of width {self.width} from {self.producer.layer!r}>"
+            return f"Input({self.width}, {what}{seq}, name={self.name!r})"
+        kind = f"{what} sequence" if self.sequence else f"{what} value"
+        return f"<{kind} of width {self.width} from {self.producer.layer!r}>"
 
 
 class Call:
@@ -73,22 +85,28 @@ class Call:
         self.inputs = list(inputs)
         self.spec = spec
         self.number = next(_call_numbers)
-        self.output = Value(spec.width, False, self)
+        self.output = Value(spec.width, False, self, sequence=bool(spec.sequence))
 
 
 _FLOAT_DTYPES = ("float32", "float64", "float")
 _ID_DTYPES = ("int64", "int32", "int")
 
 
-def Input(width: int, dtype: str = "float32", name: str | None = None,
+def Input(width: int | None = None, dtype: str = "float32", name: str | None = None,
           sequence: bool = False) -> Value:
     """A model input: ``width`` float features per sample (any float dtype given here is
     converted to the model's dtype), or ``width`` int64 ids with ``dtype="int64"``.
 
     name : the key of this input when fit/evaluate/predict get a dict.
-    sequence : (batch, T) inputs for recurrent layers; not available yet.
+    sequence : the input is a batch of right-padded sequences: int ids (batch, T)
+        (``width`` 1, the default for ids; (batch, T, width) for more ids per step), or
+        float features (batch, T, width).  The padding ids of the first int sequence
+        input (the padding id of the embedding that reads it) give each row's length.
     """
-    width = check_int("Input width", width, 1)
+    if width is None and not (sequence and dtype in _ID_DTYPES):
+        raise TypeError("Input needs its width (features per sample, or per step of a "
+                        "sequence); only an int sequence input defaults to one id per step")
+    width = check_int("Input width", 1 if width is None else width, 1)
     dt = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
     if dt not in _FLOAT_DTYPES + _ID_DTYPES:
         raise ValueError(f"Input dtype must be one of {list(_FLOAT_DTYPES + _ID_DTYPES)}, "
@@ -97,10 +115,7 @@ def Input(width: int, dtype: str = "float32", name: str | None = None,
         raise TypeError(f"Input name must be a non-empty str or None, got {name!r}")
     if not isinstance(sequence, (bool, np.bool_)):
         raise TypeError(f"Input sequence must be a bool, got {sequence!r}")
-    if sequence:
-        raise ValueError("sequence inputs need the recurrent layers, which fastbp does not "
-                         "have yet; use sequence=False")
-    return Value(width, dt in _ID_DTYPES, None, name)
+    return Value(width, dt in _ID_DTYPES, None, name, sequence=bool(sequence))
 
 
 def as_values(inputs, who: str) -> list:

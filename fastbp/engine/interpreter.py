@@ -52,11 +52,13 @@ from ..kernels.losses import (SOFTMAX_CROSS_ENTROPY, loss_count, loss_sum_and_co
 from ..kernels.optim import (apply_sparse_update, apply_update, clip_scale, count_nonfinite,
                              squared_norm)
 from ..kernels.random import combine_key
-from .codes import (ACT, ADD, ARG0, CONCAT, DATA_COL, DENSE, DIM, DROPOUT, E_OFF, GRAD_ACC,
-                    GRAD_OFF, HASH_SIZE, INPUT, IS_IDS, KEY, KIND, N_ARGS, NEEDS_GRAD,
-                    NONFINITE_GRADIENT, NONFINITE_LOSS, NONFINITE_UPDATE, OFFSET, OK, OUT, P,
-                    PADDING, PARAM_ACC, ROW_CAP, ROWS_OFF, SLOPE, STATE_OFF, TABLE, TRAINABLE,
-                    VALUE, VOCAB, W_OFF, WIDTH, WINDOW)
+from ..kernels.recurrent import GRU, cache_width, n_gates, recurrent_backward, recurrent_forward
+from .codes import (ACT, ADD, ARG0, CACHE_OFF, CELL, CONCAT, DATA_COL, DENSE, DIM, DROPOUT,
+                    E_OFF, GRAD_ACC, GRAD_OFF, HASH_SIZE, INPUT, IS_IDS, KEY, KIND, LAST, N_ARGS,
+                    NEEDS_GRAD, NONFINITE_GRADIENT, NONFINITE_LOSS, NONFINITE_UPDATE, OFFSET, OK,
+                    OUT, P, PADDING, PARAM_ACC, RECURRENT, REVERSE, ROW_CAP, ROWS_OFF, SEQ,
+                    SEQ_COL, SLOPE, STATE_OFF, TABLE, TRAINABLE, TRUNCATE, VALUE, VOCAB, W_OFF,
+                    WIDTH, WINDOW)
 
 
 #: What a build compiles (see the module's docstring): True here, so the functions as
@@ -65,15 +67,18 @@ HAS_TABLES = True    # WINDOW nodes: embedding tables, id inputs, lazy row updat
 HAS_DROPOUT = True   # DROPOUT nodes
 HAS_MERGE = True     # CONCAT and ADD nodes
 HAS_SEGMENTS = True  # gradient checkpointing (segments recomputed in the backward pass)
+HAS_SEQUENCES = True  # sequence values: per-batch steps and lengths, RECURRENT nodes
 
 
 # -- where things live ------------------------------------------------------------------
 @jit_always_inline
-def slot(arena, values, v, m):
-    """Value v at batch size m: the (m, width) block of ``arena`` at m * offset."""
+def slot(arena, values, v, m, T):
+    """Value v at batch size m: the (m, width) block of ``arena`` at m * offset; for a
+    sequence of T steps the (m * T, width) block there (row i * T + t)."""
     off = values[v, OFFSET] * m
     w = values[v, WIDTH]
-    return arena[off:off + m * w].reshape((m, w))
+    rows = m * T if HAS_SEQUENCES and values[v, SEQ] != 0 else m
+    return arena[off:off + rows * w].reshape((rows, w))
 
 
 @jit_always_inline
@@ -117,6 +122,56 @@ def dense_params(arr, nodes, values, operands, n):
             arr[wo + n_in * n_out:wo + n_in * n_out + n_out])
 
 
+@jit_always_inline
+def recurrent_params(arr, o, nodes, values, operands, n):
+    """(W, U, b, b_rec) of recurrent node n as views of ``arr`` from offset o (the node's
+    W_OFF in the parameters or gradients, 0 in the scratch); b_rec is GRU's own (a
+    one-element stand-in for the other cells, which have none)."""
+    n_in = values[operands[nodes[n, ARG0], VALUE], WIDTH]
+    h = values[nodes[n, OUT], WIDTH]
+    G = n_gates(nodes[n, CELL]) * h
+    W = arr[o:o + n_in * G].reshape((n_in, G))
+    o += n_in * G
+    U = arr[o:o + h * G].reshape((h, G))
+    o += h * G
+    b = arr[o:o + G]
+    b_rec = arr[o + G:o + 2 * G] if nodes[n, CELL] == GRU else arr[o:o + 1]
+    return W, U, b, b_rec
+
+
+@jit_always_inline
+def recurrent_size(nodes, values, operands, n):
+    """The parameter count of recurrent node n."""
+    n_in = values[operands[nodes[n, ARG0], VALUE], WIDTH]
+    h = values[nodes[n, OUT], WIDTH]
+    G = n_gates(nodes[n, CELL]) * h
+    return n_in * G + h * G + G + (G if nodes[n, CELL] == GRU else 0)
+
+
+@jit_always_inline
+def recurrent_cache(work, nodes, values, n, m, T):
+    """(cache, states, state gradients) of recurrent node n: what its kernels keep, then
+    (for an output of the last state only) the (m * T, h) states and their gradients."""
+    h = values[nodes[n, OUT], WIDTH]
+    cap = work.steps[1]
+    off = nodes[n, CACHE_OFF] * m * cap
+    kept = cache_width(nodes[n, CELL], h)
+    cache = work.cache[off:off + m * cap * kept]
+    if nodes[n, LAST] == 0:  # the output slot holds the states
+        return cache, work.cache[:0].reshape((0, h)), work.cache[:0].reshape((0, h))
+    off += m * cap * kept
+    states = work.cache[off:off + m * T * h].reshape((m * T, h))
+    off += m * cap * h
+    grads = work.cache[off:off + m * T * h].reshape((m * T, h))
+    return cache, states, grads
+
+
+@jit_always_inline
+def last_step(lengths, i, T, reverse):
+    """The row of sample i's state after the last step its direction reads."""
+    return i * T + (0 if reverse else lengths[i] - 1)
+
+
 # -- inputs -------------------------------------------------------------------------------------
 @jit_parallel
 def _gather(src, col, idx, start, dst, parallel):
@@ -132,23 +187,48 @@ def _gather(src, col, idx, start, dst, parallel):
 
 @jit_always_inline
 def load_inputs(tape, work, data, idx, start, m, parallel):
-    """Every input node's slot <- rows idx[start:start + m] of its columns of the data."""
+    """Every input node's slot <- rows idx[start:start + m] of its columns of the data.
+    With sequences, the minibatch's lengths go to ``work.lengths`` and its longest to
+    ``work.steps[0]``: the batch is laid out (and costs) that many steps, the first ones
+    of each row's ``data.steps``."""
     nodes, values = tape.nodes, tape.values
+    T = 1
+    if HAS_SEQUENCES:
+        for i in range(m):
+            L = data.lengths[idx[start + i]]
+            work.lengths[i] = L
+            T = max(T, L)
+        work.steps[0] = T
     for n in range(nodes.shape[0]):
         if nodes[n, KIND] != INPUT:
             continue
         v = nodes[n, OUT]
+        col = nodes[n, DATA_COL]
+        if HAS_SEQUENCES and values[v, SEQ] != 0:
+            col += data.steps * nodes[n, SEQ_COL]
         if HAS_TABLES and values[v, IS_IDS] != 0:
-            _gather(data.xi, unliteral(nodes[n, DATA_COL]), idx, start,
-                    slot(work.ids, values, v, m), parallel)
-        else:
-            _gather(data.xf, nodes[n, DATA_COL], idx, start, slot(work.acts, values, v, m),
+            dst = slot(work.ids, values, v, m, T)
+            # a sequence's rows i * T + t: row i of the data, its T steps side by side
+            _gather(data.xi, unliteral(col), idx, start, dst.reshape((m, dst.size // m)),
                     parallel)
+        else:
+            dst = slot(work.acts, values, v, m, T)
+            _gather(data.xf, col, idx, start, dst.reshape((m, dst.size // m)), parallel)
 
 
 @jit_always_inline
 def load_targets(tape, work, data, idx, start, m, parallel):
-    """(yf, yi) of rows idx[start:start + m], gathered into the work buffers."""
+    """(yf, yi) of rows idx[start:start + m], gathered into the work buffers; for a
+    sequence output the labels of each row's steps, -1 past its length."""
+    if HAS_SEQUENCES and tape.values[tape.output, SEQ] != 0:
+        T = work.steps[0]
+        yi = work.ybi[:m * T]
+        for i in range(m):
+            r = idx[start + i] * data.steps
+            L = work.lengths[i]
+            for t in range(T):
+                yi[i * T + t] = data.yi[r + t] if t < L else -1
+        return work.ybf, yi
     if tape.loss == SOFTMAX_CROSS_ENTROPY:  # integer labels
         yi = work.ybi[:m]
         for i in range(m):
@@ -159,6 +239,18 @@ def load_targets(tape, work, data, idx, start, m, parallel):
     return yf, work.ybi
 
 
+@jit_always_inline
+def batch_count(tape, data, idx, start, m):
+    """What the loss of rows idx[start:start + m] is averaged over: the tokens that carry
+    a label for a sequence output (at least 1), else loss_count."""
+    if HAS_SEQUENCES and tape.values[tape.output, SEQ] != 0:
+        count = 0
+        for i in range(m):
+            count += data.tokens[idx[start + i]]
+        return max(count, 1)
+    return loss_count(tape.loss, m, tape.values[tape.output, WIDTH])
+
+
 # -- forward ---------------------------------------------------------------------------------------
 @jit
 def forward_nodes(tape, weights, work, first, stop, m, seed, drop_step, training, parallel):
@@ -166,19 +258,20 @@ def forward_nodes(tape, weights, work, first, stop, m, seed, drop_step, training
     operands' slots.  One call runs many nodes: every call between compiled functions
     takes references to all the bundles' arrays, so the loop stays inside."""
     nodes, values, operands = tape.nodes, tape.values, tape.operands
+    T = work.steps[0] if HAS_SEQUENCES else 1
     for n in range(first, stop):
         kind = nodes[n, KIND]
         if kind == INPUT:
             continue
-        out = slot(work.acts, values, nodes[n, OUT], m)
+        out = slot(work.acts, values, nodes[n, OUT], m, T)
         a0 = nodes[n, ARG0]
         v0 = operands[a0, VALUE]
         if kind == DENSE:
             W, b = dense_params(weights.params, nodes, values, operands, n)
-            dense_forward(slot(work.acts, values, v0, m), W, b, out, work.work, nodes[n, ACT],
+            dense_forward(slot(work.acts, values, v0, m, T), W, b, out, work.work, nodes[n, ACT],
                           tape.fattrs[n, SLOPE], parallel)
         elif HAS_DROPOUT and kind == DROPOUT:
-            x = slot(work.acts, values, v0, m)
+            x = slot(work.acts, values, v0, m, T)
             p = tape.fattrs[n, P]
             if training and p > 0:
                 dropout_apply(x, out, combine_key(seed, drop_step, nodes[n, KEY]), p, parallel)
@@ -186,17 +279,31 @@ def forward_nodes(tape, weights, work, first, stop, m, seed, drop_step, training
                 out[:] = x
         elif HAS_TABLES and kind == WINDOW:
             gather_windows(table(weights.emb, tape.tables, nodes[n, TABLE]),
-                           slot(work.ids, values, v0, m), out, parallel)
+                           slot(work.ids, values, v0, m, T), out, parallel)
         elif HAS_MERGE and kind == CONCAT:
             col = 0
             for a in range(a0, a0 + nodes[n, N_ARGS]):
-                x = slot(work.acts, values, operands[a, VALUE], m)
+                x = slot(work.acts, values, operands[a, VALUE], m, T)
                 copy_columns(x, out, col)
                 col += x.shape[1]
         elif HAS_MERGE and kind == ADD:
-            out[:] = slot(work.acts, values, v0, m)
+            out[:] = slot(work.acts, values, v0, m, T)
             for a in range(a0 + 1, a0 + nodes[n, N_ARGS]):
-                add_into(out, slot(work.acts, values, operands[a, VALUE], m))
+                add_into(out, slot(work.acts, values, operands[a, VALUE], m, T))
+        elif HAS_SEQUENCES and kind == RECURRENT:
+            W, U, b, b_rec = recurrent_params(weights.params, nodes[n, W_OFF], nodes, values,
+                                              operands, n)
+            cache, states, _ = recurrent_cache(work, nodes, values, n, m, T)
+            last = nodes[n, LAST] != 0
+            seq = states if last else out
+            lengths = work.lengths[:m]
+            reverse = nodes[n, REVERSE] != 0
+            recurrent_forward(nodes[n, CELL], nodes[n, ACT], slot(work.acts, values, v0, m, T),
+                              W, U, b, b_rec, lengths, T, reverse, seq, cache, work.rwork,
+                              parallel)
+            if last:
+                for i in range(m):
+                    out[i] = seq[last_step(lengths, i, T, reverse)]
 
 
 @jit_always_inline
@@ -204,27 +311,27 @@ def forward(tape, weights, work, m, seed, drop_step, training, parallel):
     """Every node in tape order; returns the output value's slot."""
     forward_nodes(tape, weights, work, unliteral(0), tape.nodes.shape[0], m, unliteral(seed),
                   unliteral(drop_step), unliteral(training), parallel)
-    return slot(work.acts, tape.values, tape.output, m)
+    T = work.steps[0] if HAS_SEQUENCES else 1
+    return slot(work.acts, tape.values, tape.output, m, T)
 
 
 # -- backward ---------------------------------------------------------------------------------------
 @jit_always_inline
-def _gradient_target(work, values, operands, a, m):
+def _gradient_target(work, values, operands, a, m, T):
     """Where operand a's share of its value's gradient goes: the value's gradient slot,
     or (when another reader wrote it already) the tmp buffer, added afterwards."""
     v = operands[a, VALUE]
-    w = values[v, WIDTH]
     if operands[a, GRAD_ACC] != 0:
-        return work.tmp[:m * w].reshape((m, w))
-    return slot(work.agrads, values, v, m)
+        g = slot(work.agrads, values, v, m, T)
+        return work.tmp[:g.size].reshape(g.shape)
+    return slot(work.agrads, values, v, m, T)
 
 
 @jit_always_inline
-def _finish_gradient(work, values, operands, a, m):
+def _finish_gradient(work, values, operands, a, m, T):
     if operands[a, GRAD_ACC] != 0:
-        v = operands[a, VALUE]
-        w = values[v, WIDTH]
-        add_into(slot(work.agrads, values, v, m), work.tmp[:m * w].reshape((m, w)))
+        g = slot(work.agrads, values, operands[a, VALUE], m, T)
+        add_into(g, work.tmp[:g.size].reshape(g.shape))
 
 
 @jit
@@ -234,20 +341,21 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
     parameters' gradients and its operands' gradients.  add_params: add to the
     parameter gradients instead of writing them (minibatches accumulating)."""
     nodes, values, operands = tape.nodes, tape.values, tape.operands
+    T = work.steps[0] if HAS_SEQUENCES else 1
     for n in range(stop - 1, first - 1, -1):
         kind = nodes[n, KIND]
         out_v = nodes[n, OUT]
         if kind == INPUT or values[out_v, NEEDS_GRAD] == 0:
             continue
-        g = slot(work.agrads, values, out_v, m)
+        g = slot(work.agrads, values, out_v, m, T)
         a0 = nodes[n, ARG0]
         v0 = operands[a0, VALUE]
         need0 = values[v0, NEEDS_GRAD] != 0
         if kind == DENSE:
             W, _ = dense_params(weights.params, nodes, values, operands, n)
-            x = slot(work.acts, values, v0, m)
-            a = slot(work.acts, values, out_v, m)
-            g_in = _gradient_target(work, values, operands, a0, m)
+            x = slot(work.acts, values, v0, m, T)
+            a = slot(work.acts, values, out_v, m, T)
+            g_in = _gradient_target(work, values, operands, a0, m, T)
             if add_params or nodes[n, PARAM_ACC] != 0:
                 # this node's share, added to what the other call (or minibatch) left
                 dW = weights.pscratch[:W.size].reshape(W.shape)
@@ -262,16 +370,16 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
                 dense_backward(x, a, W, g, dW, db, g_in, nodes[n, ACT], tape.fattrs[n, SLOPE],
                                need0, parallel)
             if need0:
-                _finish_gradient(work, values, operands, a0, m)
+                _finish_gradient(work, values, operands, a0, m, T)
         elif HAS_DROPOUT and kind == DROPOUT:
             if need0:
-                g_in = _gradient_target(work, values, operands, a0, m)
+                g_in = _gradient_target(work, values, operands, a0, m, T)
                 p = tape.fattrs[n, P]
                 if training and p > 0:
                     dropout_apply(g, g_in, combine_key(seed, drop_step, nodes[n, KEY]), p, parallel)
                 else:
                     g_in[:] = g
-                _finish_gradient(work, values, operands, a0, m)
+                _finish_gradient(work, values, operands, a0, m, T)
         elif HAS_TABLES and kind == WINDOW:
             t = nodes[n, TABLE]
             rows, hashed, G = row_workspace(work, tape.tables, t)
@@ -279,7 +387,7 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
             if count < 0:  # the first node of this pass to reach the table
                 hashed[:] = -1
                 count = 0
-            work.n_rows[t] = add_row_gradients(slot(work.ids, values, v0, m), g,
+            work.n_rows[t] = add_row_gradients(slot(work.ids, values, v0, m, T), g,
                                                tape.tables[t, DIM], tape.tables[t, PADDING],
                                                rows, G, hashed, count)
         elif HAS_MERGE and kind == CONCAT:
@@ -288,16 +396,44 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
                 v = operands[a, VALUE]
                 w = values[v, WIDTH]
                 if values[v, NEEDS_GRAD] != 0:
-                    columns_into(g, col, slot(work.agrads, values, v, m), operands[a, GRAD_ACC] != 0)
+                    columns_into(g, col, slot(work.agrads, values, v, m, T), operands[a, GRAD_ACC] != 0)
                 col += w
         elif HAS_MERGE and kind == ADD:
             for a in range(a0, a0 + nodes[n, N_ARGS]):
                 v = operands[a, VALUE]
                 if values[v, NEEDS_GRAD] != 0:
                     if operands[a, GRAD_ACC] != 0:
-                        add_into(slot(work.agrads, values, v, m), g)
+                        add_into(slot(work.agrads, values, v, m, T), g)
                     else:
-                        slot(work.agrads, values, v, m)[:] = g
+                        slot(work.agrads, values, v, m, T)[:] = g
+        elif HAS_SEQUENCES and kind == RECURRENT:
+            wo = nodes[n, W_OFF]
+            W, U, _, b_rec = recurrent_params(weights.params, wo, nodes, values, operands, n)
+            cache, states, g_states = recurrent_cache(work, nodes, values, n, m, T)
+            lengths = work.lengths[:m]
+            reverse = nodes[n, REVERSE] != 0
+            seq, g_seq = slot(work.acts, values, out_v, m, T), g
+            if nodes[n, LAST] != 0:  # the gradient reaches the last state only
+                seq, g_seq = states, g_states
+                g_seq[:] = 0
+                for i in range(m):
+                    g_seq[last_step(lengths, i, T, reverse)] = g[i]
+            g_in = _gradient_target(work, values, operands, a0, m, T)
+            accumulate = add_params or nodes[n, PARAM_ACC] != 0
+            size = recurrent_size(nodes, values, operands, n)
+            if accumulate:  # this node's share, added to what the other call left
+                dW, dU, db, db_rec = recurrent_params(weights.pscratch, 0, nodes, values,
+                                                      operands, n)
+            else:
+                dW, dU, db, db_rec = recurrent_params(weights.grads, wo, nodes, values,
+                                                      operands, n)
+            recurrent_backward(nodes[n, CELL], nodes[n, ACT], slot(work.acts, values, v0, m, T),
+                               W, U, b_rec, lengths, T, reverse, nodes[n, TRUNCATE], seq, cache, g_seq, dW,
+                               dU, db, db_rec, g_in, need0, work.rwork, parallel)
+            if accumulate:
+                add_flat(weights.grads[wo:wo + size], weights.pscratch[:size])
+            if need0:
+                _finish_gradient(work, values, operands, a0, m, T)
 
 
 @jit_always_inline
@@ -344,8 +480,9 @@ def output_gradient(tape, work, yf, yi, m, count, parallel):
     """The summed loss of the output's rows; its gradient (the sum's, over ``count``)
     goes into the output value's gradient slot."""
     values = tape.values
-    out = slot(work.acts, values, tape.output, m)
-    g = slot(work.agrads, values, tape.output, m)
+    T = work.steps[0] if HAS_SEQUENCES else 1
+    out = slot(work.acts, values, tape.output, m, T)
+    g = slot(work.agrads, values, tape.output, m, T)
     return loss_sum_and_grad(tape.loss, out, yf, yi, g, work.row_loss, count, parallel)
 
 
@@ -427,10 +564,12 @@ def train_step(tape, weights, work, opt, data, m, lr, stream, training, do_updat
     """One minibatch step on the first m rows of ``data``.  With do_update False only
     the gradients are computed.  Returns (batch-mean loss, status)."""
     load_inputs(tape, work, data, work.order, 0, m, parallel)
-    n_out = tape.values[tape.output, WIDTH]
-    count = loss_count(tape.loss, m, n_out)
-    total, status, sq = gradients(tape, weights, work, opt.clip_norm, data.yf, data.yi, m,
-                                  count, stream, training, False, parallel)
+    count = batch_count(tape, data, work.order, 0, m)
+    yf, yi = data.yf, data.yi
+    if HAS_SEQUENCES:
+        yf, yi = load_targets(tape, work, data, work.order, 0, m, parallel)
+    total, status, sq = gradients(tape, weights, work, opt.clip_norm, yf, yi, m, count,
+                                  stream, training, False, parallel)
     loss = total / count
     if status != OK or not do_update:
         return loss, status
@@ -450,7 +589,6 @@ def train_epoch(tape, weights, work, opt, data, perm, batch_size, accumulate, lr
     """
     n = perm.shape[0]
     n_batches = (n + batch_size - 1) // batch_size
-    n_out = tape.values[tape.output, WIDTH]
     for s in range(n_batches):
         start = s * batch_size
         m = min(batch_size, n - start)
@@ -460,9 +598,9 @@ def train_epoch(tape, weights, work, opt, data, perm, batch_size, accumulate, lr
         g0 = (s - j) * batch_size
         group = min(g0 + accumulate * batch_size, n) - g0
         total, status, sq = gradients(tape, weights, work, opt.clip_norm, yf, yi, m,
-                                      loss_count(tape.loss, group, n_out), stream, True,
+                                      batch_count(tape, data, perm, g0, group), stream, True,
                                       j > 0, parallel)
-        losses[s] = total / loss_count(tape.loss, m, n_out)
+        losses[s] = total / batch_count(tape, data, perm, start, m)
         if status != OK:
             return s, status
         if j == accumulate - 1 or s == n_batches - 1:
@@ -492,19 +630,32 @@ def train_epochs(tape, weights, work, opt, data, perms, batch_size, accumulate, 
 @jit
 def predict(tape, weights, work, data, out, batch_size, parallel):
     """out <- the output value for every row of the data, batch by batch."""
-    n = out.shape[0]
+    n = data.lengths.shape[0] if HAS_SEQUENCES else out.shape[0]
     for start in range(0, n, batch_size):
         m = min(n, start + batch_size) - start
         load_inputs(tape, work, data, work.order, start, m, parallel)
-        out[start:start + m] = forward(tape, weights, work, m, 0, 0, False, parallel)
+        o = forward(tape, weights, work, m, 0, 0, False, parallel)
+        if HAS_SEQUENCES and tape.values[tape.output, SEQ] != 0:
+            # out: (n * data.steps, width), zero where there is no token
+            T = work.steps[0]
+            for i in range(m):
+                r = (start + i) * data.steps
+                for t in range(work.lengths[i]):
+                    out[r + t] = o[i * T + t]
+        else:
+            out[start:start + m] = o
 
 
 @jit_always_inline
 def score_batch(tape, work, data, start, m):
     """(summed loss, number correct) of the output slot against rows start:start + m of
     the targets."""
-    o = slot(work.acts, tape.values, tape.output, m)
-    scratch = slot(work.agrads, tape.values, tape.output, m)
+    T = work.steps[0] if HAS_SEQUENCES else 1
+    o = slot(work.acts, tape.values, tape.output, m, T)
+    scratch = slot(work.agrads, tape.values, tape.output, m, T)
+    if HAS_SEQUENCES and tape.values[tape.output, SEQ] != 0:
+        yf, yi = load_targets(tape, work, data, work.order, start, m, False)
+        return loss_sum_and_correct(tape.loss, o, yf, yi, scratch)
     if tape.loss == SOFTMAX_CROSS_ENTROPY:
         return loss_sum_and_correct(tape.loss, o, data.yf, data.yi[start:start + m], scratch)
     return loss_sum_and_correct(tape.loss, o, data.yf[start:start + m], data.yi, scratch)
@@ -532,5 +683,8 @@ def loss_only(tape, weights, work, data, m, parallel):
     side)."""
     load_inputs(tape, work, data, work.order, 0, m, parallel)
     forward(tape, weights, work, m, 0, 0, False, parallel)
-    count = loss_count(tape.loss, m, tape.values[tape.output, WIDTH])
-    return output_gradient(tape, work, data.yf, data.yi, m, count, parallel) / count
+    count = batch_count(tape, data, work.order, 0, m)
+    yf, yi = data.yf, data.yi
+    if HAS_SEQUENCES:
+        yf, yi = load_targets(tape, work, data, work.order, 0, m, parallel)
+    return output_gradient(tape, work, yf, yi, m, count, parallel) / count

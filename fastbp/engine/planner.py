@@ -16,6 +16,7 @@ import numpy as np
 
 from ..kernels.embedding import table_size
 from ..kernels.gemm import forward_work_size
+from ..kernels.recurrent import work_size as recurrent_work_size
 from . import codes as C
 from .bundles import Data, Optim, Stream, Tape, Weights, Work
 
@@ -91,19 +92,18 @@ class Plan:
         for v, value in enumerate(values):
             vtable[v, C.WIDTH] = value.width
             vtable[v, C.IS_IDS] = int(value.is_ids)
-        # input nodes: their columns in the stacked data arrays
-        fcol = icol = 0
+            vtable[v, C.SEQ] = int(value.sequence)
+        # input nodes: their columns in the stacked data arrays (a sequence input takes
+        # its width times the data's steps)
+        cols = {True: [0, 0], False: [0, 0]}  # is_ids -> [plain widths, sequence widths]
         for n, value in enumerate(inputs):
             nodes[n, C.KIND] = C.INPUT
             nodes[n, C.OUT] = n
-            if value.is_ids:
-                nodes[n, C.DATA_COL] = icol
-                icol += value.width
-            else:
-                nodes[n, C.DATA_COL] = fcol
-                fcol += value.width
+            col = cols[bool(value.is_ids)]
+            nodes[n, C.DATA_COL], nodes[n, C.SEQ_COL] = col
+            col[int(value.sequence)] += value.width
         # compute nodes
-        key = 0
+        key = cache = 0
         self.node_layers = [None] * len(inputs)
         for j, call in enumerate(calls):
             n = len(inputs) + j
@@ -124,6 +124,15 @@ class Plan:
                 fattrs[n, C.P] = spec.fattrs["p"]
             elif spec.kind == C.WINDOW:
                 nodes[n, C.TABLE] = layout.table_offsets[li]["E"][0]
+            elif spec.kind == C.RECURRENT:
+                nodes[n, C.W_OFF] = layout.param_offsets[li]["W"]
+                nodes[n, C.ACT] = spec.attrs["act"]
+                nodes[n, C.CELL] = spec.attrs["cell"]
+                nodes[n, C.REVERSE] = spec.attrs["reverse"]
+                nodes[n, C.LAST] = spec.attrs["last"]
+                nodes[n, C.TRUNCATE] = spec.attrs["truncate"]
+                nodes[n, C.CACHE_OFF] = cache
+                cache += spec.cache
             if spec.kind not in (C.INPUT, C.WINDOW):
                 nodes[n, C.KEY] = key  # dropout keys: the compute nodes in order
                 key += 1
@@ -163,6 +172,9 @@ class Plan:
                 tables[nodes[n, C.TABLE], C.POSITIONS] += vtable[v, C.WIDTH]
         self.nodes, self.fattrs, self.operands, self.vtable, self.tables = (
             nodes, fattrs, operands, vtable, tables)
+        self.cache_width = cache  # per sample and step, over every recurrent node
+        self.has_sequences = bool(vtable[:, C.SEQ].any())
+        self.steps = 1  # the longest batch (in steps) the arenas are laid out for
         self.checkpoint_every = checkpoint_every
         self.segments = self._place_values(checkpoint_every)
         self.fusable = all(c.spec.kind != C.CUSTOM for c in calls)
@@ -175,15 +187,22 @@ class Plan:
         self.emb_step = np.zeros(max(1, len(layout.tables)), dtype=_I64)
         self.stream = Stream(0, np.zeros(1, dtype=_I64))
         self._order = np.zeros(0, dtype=_I64)
+        self._seq_buffers = [np.zeros(1, dtype=_I64), np.ones(2, dtype=_I64),
+                             np.empty(1, dtype=dtype), np.empty(1, dtype=dtype)]
         self.tape = None
         self.weights = None
         self.work = None
         self._retape()
 
     def _place_values(self, every):
-        """Per-sample offsets of every value; returns the segments table (first node,
-        last node) of gradient checkpointing, empty without it."""
+        """Per-sample offsets of every value (a sequence takes its width times
+        ``self.steps``); returns the segments table (first node, last node) of gradient
+        checkpointing, empty without it."""
         nodes, ops, vtable = self.nodes, self.operands, self.vtable
+        steps = self.steps
+
+        def span(v):
+            return int(vtable[v, C.WIDTH]) * (steps if vtable[v, C.SEQ] else 1)
         n_in = len(self.inputs)
         compute = list(range(n_in, nodes.shape[0]))
         segment = {}  # node -> its segment
@@ -207,10 +226,10 @@ class Plan:
         for v in sorted(kept):
             if vtable[v, C.IS_IDS]:
                 vtable[v, C.OFFSET] = ids
-                ids += vtable[v, C.WIDTH]
+                ids += span(v)
             else:
                 vtable[v, C.OFFSET] = acts
-                acts += vtable[v, C.WIDTH]
+                acts += span(v)
         # values of one segment share a scratch region with every other segment's
         scratch = 0
         if every:
@@ -221,7 +240,7 @@ class Plan:
                     continue
                 j = segment[n]
                 vtable[v, C.OFFSET] = acts + used.get(j, 0)
-                used[j] = used.get(j, 0) + vtable[v, C.WIDTH]
+                used[j] = used.get(j, 0) + span(v)
             scratch = max(used.values(), default=0)
         self.acts_width, self.ids_width = acts + scratch, ids
         if not every:
@@ -291,14 +310,21 @@ class Plan:
                      self.emb_step, float(o.clip_value))
 
     # -- workspaces -------------------------------------------------------------------------
-    def workspace(self, batch: int, accumulate: int = 1) -> None:
-        """Buffers for minibatches of up to ``batch`` rows, ``accumulate`` of them summed."""
-        if batch <= self.capacity and accumulate <= self.accumulate:
+    def workspace(self, batch: int, accumulate: int = 1, steps: int = 1) -> None:
+        """Buffers for minibatches of up to ``batch`` rows (of up to ``steps`` steps for
+        sequences), ``accumulate`` of them summed."""
+        steps = steps if self.has_sequences else 1
+        if batch <= self.capacity and accumulate <= self.accumulate and steps <= self.steps:
             return
         batch = max(batch, self.capacity)
         accumulate = max(accumulate, self.accumulate)
+        if steps > self.steps:
+            self.steps = steps
+            self._place_values(self.checkpoint_every)
+        steps = self.steps
         dt = self.dtype
-        float_widths = [v.width for v in self.values if not v.is_ids] or [1]
+        float_widths = [v.width * (steps if v.sequence else 1)
+                        for v in self.values if not v.is_ids] or [1]
         widest = max(float_widths)
         acts = np.empty(max(1, batch * self.acts_width), dtype=dt)
         agrads = np.empty_like(acts)
@@ -307,7 +333,7 @@ class Plan:
         tmp = np.empty(batch * widest, dtype=dt)
         rows_len = grads_len = 0
         for t in range(self.tables.shape[0]):
-            cap = batch * accumulate * int(self.tables[t, C.POSITIONS])
+            cap = batch * accumulate * steps * int(self.tables[t, C.POSITIONS])
             self.tables[t, C.ROW_CAP] = cap
             self.tables[t, C.ROWS_OFF] = rows_len
             self.tables[t, C.HASH_SIZE] = table_size(cap)
@@ -317,24 +343,32 @@ class Plan:
         rows = np.empty(max(1, rows_len), dtype=_I64)
         row_grads = np.empty(max(1, grads_len), dtype=dt)
         n_rows = np.zeros(max(1, self.tables.shape[0]), dtype=_I64)
-        ybf = np.zeros((batch, self.n_out), dtype=dt)
-        ybi = np.zeros(batch, dtype=_I64)
-        self._buffers = [acts, agrads, ids, work, tmp, np.empty(batch, dtype=np.float64), rows,
-                         row_grads, n_rows, ybf, ybi]
+        out_steps = steps if self.output.sequence else 1
+        ybf = np.zeros((batch * out_steps, self.n_out), dtype=dt)
+        ybi = np.zeros(batch * out_steps, dtype=_I64)
+        rwork = 1
+        for n in range(self.nodes.shape[0]):
+            if self.nodes[n, C.KIND] == C.RECURRENT:
+                v_in = self.operands[self.nodes[n, C.ARG0], C.VALUE]
+                rwork = max(rwork, recurrent_work_size(
+                    int(self.nodes[n, C.CELL]), batch, steps,
+                    int(self.vtable[self.nodes[n, C.OUT], C.WIDTH]), int(self.vtable[v_in, C.WIDTH])))
+        self._buffers = [acts, agrads, ids, work, tmp,
+                         np.empty(batch * out_steps, dtype=np.float64), rows, row_grads, n_rows,
+                         ybf, ybi]
+        self._seq_buffers = [np.zeros(batch, dtype=_I64), np.array([1, steps], dtype=_I64),
+                             np.empty(max(1, batch * steps * self.cache_width), dtype=dt),
+                             np.empty(rwork, dtype=dt)]
         self.capacity, self.accumulate = batch, accumulate
         self._order = np.arange(max(batch, self._order.shape[0]), dtype=_I64)
         self._rebundle()
 
     def _rebundle(self):
-        self.work = Work(*self._buffers, self._order)
+        self.work = Work(*self._buffers, self._order, *self._seq_buffers)
         size = 1
         if self.shared or self.accumulate > 1:
-            for n in range(self.nodes.shape[0]):
-                if self.nodes[n, C.KIND] == C.DENSE:
-                    v_in = self.operands[self.nodes[n, C.ARG0], C.VALUE]
-                    n_in, n_out = self.vtable[v_in, C.WIDTH], self.vtable[self.nodes[n, C.OUT],
-                                                                          C.WIDTH]
-                    size = max(size, int(n_in * n_out + n_out))
+            for call in self.calls:
+                size = max(size, sum(int(np.prod(s)) for s in call.spec.params.values()))
         if self.weights is None or self.weights.pscratch.shape[0] < size:
             self.weights = Weights(self.params, self.grads, self.emb,
                                    np.empty(size, dtype=self.dtype))
@@ -347,8 +381,11 @@ class Plan:
 
     # -- views for the per-layer path and inspection -----------------------------------------
     def slot(self, v: int, m: int, grad: bool = False) -> np.ndarray:
-        """Value v at batch m: its (m, width) block of the activation (or gradient) arena."""
+        """Value v at batch m: its (m, width) block of the activation (or gradient) arena
+        ((m * T, width) for a sequence, T: the steps of the last batch loaded)."""
         off, w = int(self.vtable[v, C.OFFSET]) * m, int(self.vtable[v, C.WIDTH])
+        if self.vtable[v, C.SEQ]:
+            m *= int(self.work.steps[0])
         if self.vtable[v, C.IS_IDS]:
             arena = self.work.ids
         else:
@@ -364,5 +401,9 @@ class Plan:
         G = self.work.row_grads[go:go + cap * d].reshape(cap, d)[:n]
         return rows, G
 
-    def data(self, xf, xi, yf, yi) -> Data:
-        return Data(xf, xi, yf, yi)
+    def data(self, xf, xi, yf, yi, lengths=None, tokens=None, steps=1) -> Data:
+        if lengths is None:
+            lengths = np.ones(1, dtype=_I64)
+        if tokens is None:
+            tokens = np.ones(1, dtype=_I64)
+        return Data(xf, xi, yf, yi, lengths, tokens, int(steps))

@@ -33,10 +33,17 @@ WAIT_S = 300.0
 
 
 def _zeros(model):
-    """One row of zeros for every input, and a matching target."""
-    X = [np.zeros((1, v.width), dtype=np.int64 if v.is_ids else model.dtype)
-         for v in model.inputs]
-    if model.loss.code == SOFTMAX_CROSS_ENTROPY:  # an integer label
+    """One row of zeros for every input (a sequence of one step, whose ids are not the
+    padding id), and a matching target."""
+    X = []
+    for v in model.inputs:
+        shape = (1, 1, v.width) if v.sequence else (1, v.width)
+        X.append(np.zeros(shape, dtype=np.int64 if v.is_ids else model.dtype))
+        if v.sequence and v.is_ids:
+            X[-1] = (X[-1] + (model._length_input[1] == 0)).reshape(1, -1)
+    if model.output.sequence:
+        y = np.zeros((1, 1), dtype=np.int64)
+    elif model.loss.code == SOFTMAX_CROSS_ENTROPY:  # an integer label
         y = np.zeros(1, dtype=np.int64)
     else:
         y = np.zeros((1, model.n_out), dtype=model.dtype)
@@ -63,7 +70,8 @@ def forward_half(model) -> None:
     for n in range(len(model.inputs)):  # load_inputs' gathers
         v = int(p.nodes[n, C.OUT])
         src = data.xi if p.vtable[v, C.IS_IDS] else data.xf
-        I._gather(src, int(p.nodes[n, C.DATA_COL]), w.order, 0, p.slot(v, m), par)
+        col = int(p.nodes[n, C.DATA_COL] + data.steps * p.nodes[n, C.SEQ_COL])
+        I._gather(src, col, w.order, 0, p.slot(v, m), par)
 
 
 def backward_half(model) -> None:

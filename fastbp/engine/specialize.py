@@ -9,6 +9,7 @@ constant            module                            a build sets it from
 ``HAS_DROPOUT``     ``engine.interpreter``            a DROPOUT node
 ``HAS_MERGE``       ``engine.interpreter``            a CONCAT or ADD node
 ``HAS_SEGMENTS``    ``engine.interpreter``            gradient checkpointing
+``HAS_SEQUENCES``   ``engine.interpreter``            a sequence value
 ``OPTIMIZER``       ``kernels.optim``                 the optimizer's code
 ``LOSS``            ``kernels.losses``                the loss's code
 ==================  ================================  ==========================
@@ -39,6 +40,7 @@ from . import codes as C
 
 #: Each feature constant and the letter that stands for it in a copy's name.
 CONSTANTS = {"HAS_TABLES": "t", "HAS_DROPOUT": "d", "HAS_MERGE": "m", "HAS_SEGMENTS": "s",
+             "HAS_SEQUENCES": "r",
              "OPTIMIZER": "o", "LOSS": "l"}
 
 
@@ -48,12 +50,14 @@ class Features(NamedTuple):
     dropout: bool = True
     merge: bool = True
     segments: bool = True
+    sequences: bool = True
     optimizer: int = _optim.ANY
     loss: int = _losses.ANY
 
     def constants(self) -> dict:
         return {"HAS_TABLES": bool(self.tables), "HAS_DROPOUT": bool(self.dropout),
                 "HAS_MERGE": bool(self.merge), "HAS_SEGMENTS": bool(self.segments),
+                "HAS_SEQUENCES": bool(self.sequences),
                 "OPTIMIZER": int(self.optimizer), "LOSS": int(self.loss)}
 
 
@@ -64,6 +68,7 @@ def features_of(plan, optimizer_code=None, loss_code=None) -> Features:
     return Features(tables=C.WINDOW in kinds, dropout=C.DROPOUT in kinds,
                     merge=bool(kinds & {C.CONCAT, C.ADD}),
                     segments=plan.segments.shape[0] > 0,
+                    sequences=plan.has_sequences,
                     optimizer=_optim.ANY if optimizer_code is None else int(optimizer_code),
                     loss=_losses.ANY if loss_code is None else int(loss_code))
 

@@ -7,6 +7,8 @@ Averaging follows PyTorch's ``reduction="mean"``:
   l = max(o, 0) - o y + log(1 + exp(-|o|)); dL/do = (sigmoid(o) - y) / (batch * n).
 * Softmax cross-entropy from logits with integer labels, mean over the batch:
   l_i = logsumexp(o_i) - o_i[y_i]; dL/do_i = (softmax(o_i) - onehot(y_i)) / batch.
+  A label of -1 (a padded step of a sequence) carries no loss and no gradient, and
+  the mean is over the other rows (PyTorch's ``ignore_index=-1``).
 
 Every exponential is taken of a non-positive number (log-sum-exp, -|o|), so no
 loss overflows for |o| = 1e4.  Per-row losses are summed in float64, in row order.
@@ -82,6 +84,9 @@ def _row_loss(code, o, yf, yi, i, g, scale):
         return _mse_row(o, yf[i], g, scale)
     if LOSS == BINARY_CROSS_ENTROPY or (LOSS == ANY and code == BINARY_CROSS_ENTROPY):
         return _bce_row(o, yf[i], g, scale)
+    if yi[i] < 0:  # no token here
+        g[:] = 0
+        return 0.0
     return _softmax_ce_row(o, yi[i], g, scale)
 
 
@@ -137,7 +142,7 @@ def loss_sum_and_correct(code, out, yf, yi, grad_scratch):
     correct = 0
     for i in range(m):
         total += _row_loss(code, out[i], yf, yi, i, grad_scratch[i], 1.0)
-        if code == SOFTMAX_CROSS_ENTROPY:
+        if code == SOFTMAX_CROSS_ENTROPY and yi[i] >= 0:
             best = 0
             for j in range(1, n):
                 if out[i, j] > out[i, best]:

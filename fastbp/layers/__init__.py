@@ -1,9 +1,12 @@
-"""Layers: :class:`Dense`, :class:`Dropout`, :class:`WindowEmbedding`,
-:class:`Concatenate`, :class:`Add`, and the :class:`Layer` base class."""
+"""Layers: :class:`Dense`, :class:`Dropout`, :class:`WindowEmbedding`, :class:`Embedding`,
+:class:`Concatenate`, :class:`Add`, the recurrent :class:`RNN`, :class:`LSTM`, :class:`GRU`
+and :class:`Bidirectional`, and the :class:`Layer` base class."""
 from .base import Layer
 from .dense import Dense
 from .dropout import Dropout
-from .embedding import WindowEmbedding
+from .embedding import Embedding, WindowEmbedding
 from .merge import Add, Concatenate
+from .recurrent import GRU, LSTM, RNN, Bidirectional
 
-__all__ = ["Layer", "Dense", "Dropout", "WindowEmbedding", "Concatenate", "Add"]
+__all__ = ["Layer", "Dense", "Dropout", "WindowEmbedding", "Embedding", "Concatenate", "Add",
+           "RNN", "LSTM", "GRU", "Bidirectional"]

@@ -42,15 +42,19 @@ class Layer:
         self._calls: list = []   # the calls made on it (shared weights across them)
 
     # -- the node this layer declares ---------------------------------------------
-    def declare(self, widths: list, ids: list) -> NodeSpec:
+    def declare(self, widths: list, ids: list, sequences: list) -> NodeSpec:
         """The node of a call on inputs of these widths (``ids[i]``: input i holds int
-        ids).  The default serves a user's NumPy layer: one float input, parameters from
-        ``param_shapes``, run by the per-layer path."""
+        ids; ``sequences[i]``: input i is a sequence).  The default serves a user's NumPy
+        layer: one float input, parameters from ``param_shapes``, run by the per-layer
+        path."""
         name = type(self).__name__
         if len(widths) != 1:
             raise ValueError(f"{name} takes one input, got {len(widths)}")
         if ids[0]:
             raise TypeError(f"{name} takes float features, got int64 ids of width {widths[0]}")
+        if sequences[0]:
+            raise TypeError(f"{name} is a NumPy layer of the per-layer path, which takes "
+                            f"(batch, width) values, got a sequence")
         return NodeSpec(codes.CUSTOM, int(self.output_dim(widths[0])),
                         params=dict(self.param_shapes(widths[0])))
 
@@ -62,14 +66,22 @@ class Layer:
                              f"serve one model only (make a new layer, or copy weights)")
         widths = [v.width for v in values]
         ids = [v.is_ids for v in values]
-        spec = self.declare(widths, ids)
+        seqs = [v.sequence for v in values]
+        spec = self.declare(widths, ids, seqs)
+        if spec.sequence is None:
+            if len(set(seqs)) > 1:
+                raise ValueError(f"{self!r} got sequences and non-sequence values together "
+                                 f"({', '.join(v.kind_text for v in values)}); give it one "
+                                 f"kind (a recurrent layer with return_sequences=False turns a "
+                                 f"sequence into one value per sample)")
+            spec.sequence = seqs[0]
         if self._calls:
             first = self._calls[0]
-            before = [(v.width, v.is_ids) for v in first.inputs]
-            if before != list(zip(widths, ids)):
+            before = [(v.width, v.is_ids, v.sequence) for v in first.inputs]
+            if before != list(zip(widths, ids, seqs)):
                 raise ValueError(f"{self!r} is shared between calls, so every call must get "
-                                 f"inputs like the first one: {before} (width, is_ids), got "
-                                 f"{list(zip(widths, ids))}")
+                                 f"inputs like the first one: {before} (width, is_ids, "
+                                 f"sequence), got {list(zip(widths, ids, seqs))}")
             if spec.kind == codes.CUSTOM:
                 raise ValueError(f"{self!r} is a NumPy layer of the per-layer path and keeps "
                                  f"one forward cache, so it can be called only once")

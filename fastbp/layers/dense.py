@@ -45,7 +45,7 @@ class Dense(Layer):
         self._init_fn = _init.get(self.init)
         self.act_code = _act.CODES[self.activation]
 
-    def declare(self, widths, ids):
+    def declare(self, widths, ids, sequences):
         width = single_input(self, widths, ids, want_ids=False)
         self.output_dim(width)
         return NodeSpec(codes.DENSE, self.n_out, params=self.param_shapes(width),

@@ -20,7 +20,7 @@ class Dropout(Layer):
         super().__init__()
         self.p = check_float("Dropout p", p, low=0.0, high=1.0, high_open=True)
 
-    def declare(self, widths, ids):
+    def declare(self, widths, ids, sequences):
         width = single_input(self, widths, ids, want_ids=False)
         return NodeSpec(codes.DROPOUT, width, fattrs={"p": self.p})
 

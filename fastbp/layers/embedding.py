@@ -1,4 +1,5 @@
-"""The sliding-window word-embedding layer (seed 000, CS224N window model)."""
+"""Embedding tables: the sliding-window layer (seed 000, CS224N window model) and the
+per-token lookup that feeds recurrent layers."""
 from __future__ import annotations
 
 import numpy as np
@@ -40,28 +41,32 @@ class WindowEmbedding(Layer):
     def __init__(self, vocab_size: int, dim: int, window: int = 2, weights=None,
                  trainable: bool = True, padding_id: int | None = 0):
         super().__init__()
-        self.vocab_size = check_int("WindowEmbedding vocab_size", vocab_size, 1)
-        self.dim = check_int("WindowEmbedding dim", dim, 1)
-        self.window = check_int("WindowEmbedding window", window, 0)
+        who = type(self).__name__
+        self.vocab_size = check_int(f"{who} vocab_size", vocab_size, 1)
+        self.dim = check_int(f"{who} dim", dim, 1)
+        self.window = check_int(f"{who} window", window, 0)
         if not isinstance(trainable, (bool, np.bool_)):
-            raise TypeError(f"WindowEmbedding trainable must be a bool, got {trainable!r}")
+            raise TypeError(f"{who} trainable must be a bool, got {trainable!r}")
         self.trainable = bool(trainable)
         if padding_id is not None:
-            padding_id = check_int("WindowEmbedding padding_id", padding_id, 0)
+            padding_id = check_int(f"{who} padding_id", padding_id, 0)
             if padding_id >= self.vocab_size:
-                raise ValueError(f"WindowEmbedding padding_id must lie in [0, {self.vocab_size}), "
+                raise ValueError(f"{who} padding_id must lie in [0, {self.vocab_size}), "
                                  f"got {padding_id}")
         self.padding_id = padding_id
         if weights is not None:
-            check_weights("WindowEmbedding weights", weights, (self.vocab_size, self.dim))
+            check_weights(f"{who} weights", weights, (self.vocab_size, self.dim))
         self._weights = weights
         self.n_in = 2 * self.window + 1  # the model's input width: ids per window
         self._E = None
         self.state = None  # lazy optimizer state (k, V, d), a view set by the model
         self.step = np.zeros(1, dtype=np.int64)  # becomes a view of the model's counters
 
-    def declare(self, widths, ids):
+    def declare(self, widths, ids, sequences):
         width = single_input(self, widths, ids, want_ids=True)
+        if sequences[0]:
+            raise TypeError(f"{self!r} reads (batch, {self.width}) id windows, got a sequence "
+                            f"of ids; a sequence goes through fb.layers.Embedding")
         self.output_dim(width)
         return NodeSpec(codes.WINDOW, self.width * self.dim,
                         tables={"E": (self.vocab_size, self.dim)},
@@ -79,7 +84,7 @@ class WindowEmbedding(Layer):
 
     def build(self, input_dim, rng, dtype):
         if self._weights is not None:  # finite in the model's dtype too (the model copies it)
-            E = check_weights("WindowEmbedding weights", self._weights,
+            E = check_weights(f"{type(self).__name__} weights", self._weights,
                               (self.vocab_size, self.dim), dtype)
         else:
             E = rng.standard_normal((self.vocab_size, self.dim)).astype(dtype)
@@ -111,3 +116,38 @@ class WindowEmbedding(Layer):
     def get_config(self):
         return {"vocab_size": self.vocab_size, "dim": self.dim, "window": self.window,
                 "trainable": self.trainable, "padding_id": self.padding_id}
+
+
+class Embedding(WindowEmbedding):
+    """Look up one vector per id: (batch, T) ids -> (batch, T, dim) for a sequence input
+    (``fb.Input(dtype="int64", sequence=True)``), (batch, k) ids -> (batch, k dim) for a
+    plain one.
+
+    Parameters as for :class:`WindowEmbedding` (without ``window``).  ``padding_id`` (0
+    by default) is also what marks the end of each sequence: a row's length is the
+    position after its last id that is not the padding id.  Only the rows a batch
+    touches are updated, with every optimizer.
+    """
+
+    def __init__(self, vocab_size: int, dim: int, weights=None, trainable: bool = True,
+                 padding_id: int | None = 0):
+        super().__init__(vocab_size, dim, 0, weights, trainable, padding_id)
+        self.n_in = None  # any number of ids per sample (or per step)
+        self.ids_per_step = None
+
+    def declare(self, widths, ids, sequences):
+        width = single_input(self, widths, ids, want_ids=True)
+        self.ids_per_step = width
+        return NodeSpec(codes.WINDOW, width * self.dim, tables={"E": (self.vocab_size, self.dim)},
+                        attrs={"padding": self.padding_code, "trainable": int(self.trainable)})
+
+    @property
+    def width(self) -> int:
+        return self.ids_per_step or 1
+
+    def output_dim(self, input_dim: int) -> int:
+        return input_dim * self.dim
+
+    def get_config(self):
+        return {"vocab_size": self.vocab_size, "dim": self.dim, "trainable": self.trainable,
+                "padding_id": self.padding_id}

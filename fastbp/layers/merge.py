@@ -20,7 +20,7 @@ class Concatenate(Layer):
     """Puts its inputs side by side: (batch, w1), (batch, w2), ... -> (batch, w1 + w2 + ...).
     Backward hands each input its columns of the gradient."""
 
-    def declare(self, widths, ids):
+    def declare(self, widths, ids, sequences):
         _floats(self, widths, ids)
         return NodeSpec(codes.CONCAT, int(sum(widths)))
 
@@ -29,7 +29,7 @@ class Add(Layer):
     """The elementwise sum of inputs of equal width.  Backward hands each input the
     whole gradient."""
 
-    def declare(self, widths, ids):
+    def declare(self, widths, ids, sequences):
         _floats(self, widths, ids)
         if len(set(widths)) != 1:
             raise ValueError(f"{self!r} adds values of equal width, got widths {list(widths)}")

@@ -26,7 +26,7 @@ import numpy as np
 from .. import losses as _losses
 from .. import optim as _optim
 from .._validation import (check_dtype, check_features, check_float, check_ids, check_int,
-                           check_seed)
+                           check_seed, check_sequence, check_sequence_labels)
 from ..engine import codes as C
 from ..engine.drivers import Compiled, Layerwise
 from ..engine.graph import Value, collect
@@ -142,6 +142,7 @@ class Model:
         self._plan = Plan(inputs, output, calls, layout, self.params, self.grads, self.tables,
                           self.dtype, checkpoint_every or 0)
         self._vocab_bounds = self._input_vocab_bounds()
+        self._length_input = self._lengths_source()
         for layer in layout.layers:
             layer.model = self
         self.n_out = output.width
@@ -166,6 +167,23 @@ class Model:
                 V = int(p.tables[p.nodes[n, C.TABLE], C.VOCAB])
                 bounds[v] = min(bounds.get(v, V), V)
         return bounds
+
+    def _lengths_source(self):
+        """(input index, padding id) of the input whose padding ids give each row's
+        length: the first int sequence input read by an embedding with a padding id (the
+        first such embedding's); (-1, -1) when there is none (every row is as long as the
+        array); None for a model without sequences."""
+        p = self._plan
+        if not p.has_sequences:
+            return None
+        for i, v in enumerate(self.inputs):
+            if v.sequence and v.is_ids:
+                for n in range(len(self.inputs), p.nodes.shape[0]):
+                    if (p.nodes[n, C.KIND] == C.WINDOW
+                            and int(p.operands[p.nodes[n, C.ARG0], C.VALUE]) == i
+                            and p.tables[p.nodes[n, C.TABLE], C.PADDING] >= 0):
+                        return i, int(p.tables[p.nodes[n, C.TABLE], C.PADDING])
+        return -1, -1
 
     @property
     def n_params(self) -> int:
@@ -196,6 +214,10 @@ class Model:
         if loss.code == _losses.SoftmaxCrossEntropy.code and self.n_out < 2:
             raise ValueError(f"softmax_cross_entropy needs at least 2 outputs, the model has "
                              f"{self.n_out}")
+        if self.output.sequence and loss.code != _losses.SoftmaxCrossEntropy.code:
+            raise ValueError(f"the model outputs a sequence, which takes per-token labels: "
+                             f"loss='softmax_cross_entropy' (got {loss.name!r}); for one "
+                             f"target per sequence end with return_sequences=False")
         if not isinstance(fused, (bool, np.bool_)):
             raise TypeError(f"fused must be a bool, got {fused!r}")
         self.optimizer, self.loss = optimizer, loss
@@ -246,37 +268,58 @@ class Model:
         return list(X)
 
     def _data_inputs(self, X, name="X"):
-        """Validated inputs stacked for the engine: (float columns, id columns, rows)."""
+        """Validated inputs stacked for the engine: (float columns, id columns, rows,
+        lengths, steps).  A sequence input of T steps takes T times its width in columns;
+        ``lengths`` (rows,) is None without sequences."""
         parts = self._split_inputs(X, name)
-        floats, ids, rows = [], [], []
+        floats, ids, rows, steps = [], [], [], []
+        lengths = None
         for i, (v, arr) in enumerate(zip(self.inputs, parts)):
             label = self._input_label(i, name)
-            if v.is_ids:
-                bound = self._vocab_bounds.get(self._plan.value_of(v))
+            bound = self._vocab_bounds.get(self._plan.value_of(v)) if v.is_ids else None
+            if v.sequence:
+                padding = self._length_input[1] if i == self._length_input[0] else None
+                a, found = check_sequence(label, arr, v.width, v.is_ids,
+                                          _I64 if v.is_ids else self.dtype, bound, padding)
+                steps.append((label, a.shape[1] // v.width))
+                if found is not None:
+                    lengths = found
+            elif v.is_ids:
                 a = check_ids(label, arr, v.width, bound)
-                ids.append(a)
             else:
                 a = check_features(label, arr, v.width, self.dtype)
-                floats.append(a)
+            (ids if v.is_ids else floats).append(a)
             rows.append((label, a.shape[0]))
         if len({r for _, r in rows}) != 1:
             raise ValueError(f"inputs must have the same number of rows, got "
                              f"{', '.join(f'{l}: {r}' for l, r in rows)}")
+        if len({t for _, t in steps}) > 1:
+            raise ValueError(f"sequence inputs must have the same number of steps, got "
+                             f"{', '.join(f'{l}: {t}' for l, t in steps)}")
+        n = rows[0][1]
+        T = steps[0][1] if steps else 1
+        if steps and lengths is None:  # no padding ids: every row is T steps long
+            lengths = np.full(n, T, dtype=_I64)
         xf = _stack(floats, self.dtype)
         xi = _stack(ids, _I64)
-        return xf, xi, rows[0][1]
+        return xf, xi, n, lengths, T
 
     def _targets(self, y, n, name="y"):
         return self.loss.targets(y, n, self.n_out, self.dtype, name)
 
     def _data(self, X, y, name="X", yname="y"):
         """The engine's Data bundle of validated inputs and targets, and the row count."""
-        xf, xi, n = self._data_inputs(X, name)
-        yf, yi = self._targets(y, n, yname)
-        return self._plan.data(xf, xi, yf, yi), n
+        xf, xi, n, lengths, T = self._data_inputs(X, name)
+        tokens = None
+        if self.output.sequence:
+            yi, tokens = check_sequence_labels(yname, y, n, T, lengths, self.n_out, name)
+            yf = np.zeros((1, 1), dtype=self.dtype)
+        else:
+            yf, yi = self._targets(y, n, yname)
+        return self._plan.data(xf, xi, yf, yi, lengths, tokens, T), n
 
-    def _workspace(self, batch: int, accumulate: int = 1) -> None:
-        self._plan.workspace(batch, accumulate)
+    def _workspace(self, batch: int, accumulate: int = 1, steps: int = 1) -> None:
+        self._plan.workspace(batch, accumulate, steps)
 
     # -- one step ----------------------------------------------------------------------
     def _seed_stream(self):
@@ -293,7 +336,7 @@ class Model:
         """Exactly one optimizer step on the batch (x, y); returns the batch loss."""
         self._require_compiled()
         data, m = self._data(x, y, "x")
-        self._workspace(m)
+        self._workspace(m, steps=data.steps)
         self._seed_stream()
         loss, status = self._driver.step(data, m, self.optimizer.lr)
         self._raise_on(status, loss)
@@ -307,7 +350,7 @@ class Model:
         :class:`DivergenceError` (the gradients are then not those of this batch)."""
         self._require_compiled()
         data, m = self._data(x, y, "x")
-        self._workspace(m)
+        self._workspace(m, steps=data.steps)
         loss, status = self._driver.step(data, m, 0.0, training=False, do_update=False)
         self._raise_on(status, loss)
         return float(loss)
@@ -382,7 +425,8 @@ class Model:
         batch_size = min(batch_size, n)
         n_batches = -(-n // batch_size)
         accumulate = min(accumulate, n_batches)
-        self._workspace(batch_size, accumulate)
+        steps = data.steps if validation_data is None else max(data.steps, vdata.steps)
+        self._workspace(batch_size, accumulate, steps)
         sizes = np.full(n_batches, batch_size, dtype=np.float64)
         sizes[-1] = n - batch_size * (n_batches - 1)
         history = History()
@@ -456,7 +500,12 @@ class Model:
                 elapsed = (time.perf_counter() - t0) / count  # training time, per epoch
                 per_call = max(accumulate, int(CALL_SECONDS / max(per_step, 1e-9)))
                 # a row sum is taken the same way whatever the number of rows
-                epoch_losses = ((losses[:done] * sizes).sum(axis=1) / n).tolist()
+                if self.output.sequence:  # each minibatch weighs its tokens
+                    weights = _batch_tokens(data.tokens, perms[:done], batch_size)
+                    epoch_losses = ((losses[:done] * weights).sum(axis=1)
+                                    / np.maximum(weights.sum(axis=1), 1)).tolist()
+                else:
+                    epoch_losses = ((losses[:done] * sizes).sum(axis=1) / n).tolist()
                 last_lrs = lrs[:done, -1].tolist()
                 for e in range(done):
                     self.epoch += 1
@@ -567,16 +616,18 @@ class Model:
     # -- inference ---------------------------------------------------------------------------
     @_exclusive
     def predict(self, X, batch_size: int = 1024) -> np.ndarray:
-        """The output for every row of X (logits for the logit losses)."""
-        xf, xi, n = self._data_inputs(X, "X")
+        """The output for every row of X (logits for the logit losses); for a sequence
+        output (rows, T, width), zero at the padded steps."""
+        xf, xi, n, lengths, T = self._data_inputs(X, "X")
         batch_size = min(check_int("batch_size", batch_size, 1), n)
-        self._workspace(batch_size)
-        out = np.empty((n, self.n_out), dtype=self.dtype)
+        self._workspace(batch_size, steps=T)
+        steps = T if self.output.sequence else 1
+        out = np.zeros((n * steps, self.n_out), dtype=self.dtype)
         dummy = np.zeros((1, 1), dtype=self.dtype)
         driver = self._driver or _inference_driver(self)
-        driver.predict(self._plan.data(xf, xi, dummy, np.zeros(1, dtype=_I64)), out,
-                       batch_size)
-        return out
+        driver.predict(self._plan.data(xf, xi, dummy, np.zeros(1, dtype=_I64), lengths, None,
+                                       T), out, batch_size)
+        return out.reshape(n, T, self.n_out) if self.output.sequence else out
 
     @_exclusive
     def evaluate(self, X, y, batch_size: int = 1024) -> dict:
@@ -588,10 +639,12 @@ class Model:
 
     def _evaluate_data(self, data, n, batch_size):
         batch_size = min(batch_size, n)
-        self._workspace(batch_size)
+        self._workspace(batch_size, steps=data.steps)
         total, correct = self._driver.evaluate(data, n, batch_size)
         per_row = self.loss.code == _losses.SoftmaxCrossEntropy.code
         count = n if per_row else n * self.n_out
+        if self.output.sequence:  # per token that carries a label
+            count = max(1, int(data.tokens.sum()))
         result = {"loss": float(total / count)}
         if self.loss.classification:
             result["accuracy"] = float(correct / count)
@@ -609,7 +662,8 @@ class Model:
         return {"class": "Model", "dtype": self.dtype.name, "seed": self.seed,
                 "checkpoint_every": self.checkpoint_every,
                 "inputs": [{"width": v.width, "dtype": "int64" if v.is_ids else "float",
-                            "name": v.name} for v in self.inputs],
+                            "name": v.name, **({"sequence": True} if v.sequence else {})}
+                           for v in self.inputs],
                 "layers": [{"class": type(l).__name__, "config": l.get_config()}
                            for l in self.layers],
                 "calls": calls, "output": values[id(self.output)]}
@@ -684,6 +738,13 @@ def _deferred_interrupt():
 def _inference_driver(model):
     """A driver for predict before compile (no optimizer or loss needed)."""
     return Compiled(model._plan) if model._plan.fusable else Layerwise(model._plan)
+
+
+def _batch_tokens(tokens, perms, batch_size):
+    """(epochs, minibatches) the labelled tokens of each minibatch of each order."""
+    n = perms.shape[1]
+    starts = np.arange(0, n, batch_size)
+    return np.add.reduceat(tokens[perms], starts, axis=1).astype(np.float64)
 
 
 def _stack(parts, dtype):

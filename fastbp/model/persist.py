@@ -44,8 +44,8 @@ def model_from_config(config: dict, dtype=None, classes=None) -> Model:
     if config.get("class", "Sequential") == "Sequential":
         return Sequential(layers, dtype=dtype, seed=config["seed"],
                           checkpoint_every=config.get("checkpoint_every"))
-    values = [Input(spec["width"], dtype=spec["dtype"], name=spec["name"])
-              for spec in config["inputs"]]
+    values = [Input(spec["width"], dtype=spec["dtype"], name=spec["name"],
+                    sequence=bool(spec.get("sequence", False))) for spec in config["inputs"]]
     inputs = list(values)
     for call in config["calls"]:
         args = [values[i] for i in call["inputs"]]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..engine.graph import Input
 from ..layers.base import Layer
-from ..layers.embedding import WindowEmbedding
+from ..layers.embedding import Embedding, WindowEmbedding
+from ..layers.recurrent import Bidirectional, _Recurrent
 from .base import Model
 
 
@@ -35,8 +36,8 @@ class Sequential(Model):
                 raise TypeError(f"layer {i} is a {type(layer).__name__}; every layer must be a "
                                 f"fastbp.layers.Layer")
             if isinstance(layer, WindowEmbedding) and i > 0:
-                raise ValueError(f"a WindowEmbedding must be the first layer, found one at "
-                                 f"position {i}")
+                raise ValueError(f"an {type(layer).__name__} must be the first layer, found one "
+                                 f"at position {i}")
         if len({id(l) for l in layers}) != len(layers):
             raise ValueError("the same layer object appears twice in the list")
         if isinstance(layers[0], WindowEmbedding) and len(layers) == 1:
@@ -46,10 +47,16 @@ class Sequential(Model):
                 raise ValueError(f"{layer!r} already belongs to a model; a layer object can "
                                  f"serve one model only")
         first = layers[0]
-        if isinstance(first, WindowEmbedding):
+        if isinstance(first, Embedding):
+            x = Input(dtype="int64", sequence=True, name="ids")
+        elif isinstance(first, WindowEmbedding):
             x = Input(first.width, dtype="int64", name="ids")
+        elif isinstance(first, (_Recurrent, Bidirectional)):
+            rec = first.forward_layer if isinstance(first, Bidirectional) else first
+            x = Input(rec.n_in, sequence=True, name="x")
         else:
             x = Input(_input_width(layers), name="x")
+        self._composite = any(isinstance(l, Bidirectional) for l in layers)
         h = x
         for layer in layers:
             h = layer(h)
@@ -58,6 +65,8 @@ class Sequential(Model):
         self.widths = [c.output.width for c in self._plan.calls]
 
     def get_config(self) -> dict:
+        if self._composite:  # a Bidirectional adds three layers: saved as the graph it made
+            return super().get_config()
         return {"class": "Sequential", "dtype": self.dtype.name, "seed": self.seed,
                 "checkpoint_every": self.checkpoint_every,
                 "layers": [{"class": type(l).__name__, "config": l.get_config()}

@@ -21,12 +21,14 @@ Submodules (everything public is re-exported here):
   ``affix_ids``
 - ``conll``: CoNLL readers, ``read_conllu``, ``read_conll``
 - ``scoring``: the conlleval entity-level F1, ``conlleval``
+- ``sequences``: sentences as one padded (n, T) array, ``pad_sequences``
 """
 from __future__ import annotations
 
 from .conll import read_conll, read_conllu
 from .features import CASINGS, affix_ids, affix_vocabulary, casing_ids
 from .scoring import conlleval
+from .sequences import pad_sequences
 from .vectors import embedding_matrix, load_vectors, load_vectors_npy
 from .vocabulary import PAD, UNK  # noqa: F401  (public names of fastbp.text, not in __all__)
 from .vocabulary import Vocabulary, label_vocabulary
@@ -36,5 +38,5 @@ __all__ = [
     "Vocabulary", "label_vocabulary", "windows", "label_array",
     "load_vectors", "load_vectors_npy", "embedding_matrix",
     "CASINGS", "casing_ids", "affix_vocabulary", "affix_ids",
-    "read_conllu", "read_conll", "conlleval",
+    "read_conllu", "read_conll", "conlleval", "pad_sequences",
 ]
