@@ -154,18 +154,21 @@ def state_gradients(model, x, y, layer=None) -> np.ndarray:
             driver.backward_node(n, m, False, 0, False)
     finally:
         plan.nodes[target, C.TRUNCATE] = truncate
-    T = int(plan.work.steps[0])
+    T, R = int(plan.work.steps[0]), int(plan.work.steps[2])
     h = int(plan.vtable[plan.nodes[target, C.OUT], C.WIDTH])
     out_v = int(plan.nodes[target, C.OUT])
     if plan.nodes[target, C.LAST]:  # the states' gradients sit in the node's cache
         kept = int(_rec_cache_width(int(plan.nodes[target, C.CELL]), h))
         cap = int(plan.work.steps[1])
         off = int(plan.nodes[target, C.CACHE_OFF]) * m * cap + m * cap * (kept + h)
-        dh = plan.work.cache[off:off + m * T * h].reshape(m, T, h)
+        dh = plan.work.cache[off:off + R * h].reshape(R, h)
     else:
-        dh = plan.slot(out_v, m, grad=True).reshape(m, T, h)
-    lengths = plan.work.lengths[:m]
-    norms = np.linalg.norm(dh.astype(np.float64), axis=2)
-    real = np.arange(T)[None, :] < lengths[:, None]
+        dh = plan.slot(out_v, m, grad=True)
+    norms = np.linalg.norm(dh.astype(np.float64), axis=1)  # packed rows, sample by sample
+    total, count = np.zeros(T), np.zeros(T)
+    for i in range(m):
+        r0, L = int(plan.work.starts[i]), int(plan.work.lengths[i])
+        total[:L] += norms[r0:r0 + L]
+        count[:L] += 1
     with np.errstate(invalid="ignore"):
-        return (norms * real).sum(axis=0) / real.sum(axis=0)
+        return total / count

@@ -58,3 +58,57 @@ def test_he_initialisation_keeps_variances_flat_in_a_deep_relu_net():
         out[s2] = v[-1] / v[0]
     assert 0.1 < out[0.02] < 10
     assert out[0.1] > 1e6
+
+
+def _numpy_state_gradients(rnn, head, x, lengths, y, per_step):
+    """Mean |dL/dh_t| of a tanh RNN over padded float sequences, by hand (full BPTT)."""
+    m, T, _ = x.shape
+    W, U, b = rnn.W, rnn.U, rnn.b
+    Wo, bo = head.W, head.b
+    hs = np.zeros((m, T, U.shape[0]))
+    for i in range(m):
+        h = np.zeros(U.shape[0])
+        for t in range(lengths[i]):
+            h = np.tanh(x[i, t] @ W + h @ U + b)
+            hs[i, t] = h
+    dh = np.zeros_like(hs)
+    tokens = lengths.sum() if per_step else m
+    for i in range(m):
+        carry = np.zeros(U.shape[0])
+        for t in range(lengths[i] - 1, -1, -1):
+            g = carry.copy()
+            if per_step or t == lengths[i] - 1:
+                o = hs[i, t] @ Wo + bo
+                p = np.exp(o - o.max())
+                p /= p.sum()
+                p[y[i, t] if per_step else y[i]] -= 1
+                g += p @ Wo.T / tokens
+            dh[i, t] = g
+            carry = (g * (1 - hs[i, t] ** 2)) @ U.T
+    norms = np.linalg.norm(dh, axis=2)
+    real = np.arange(T)[None, :] < lengths[:, None]
+    return (norms * real).sum(axis=0) / real.sum(axis=0)
+
+
+def test_state_gradients_match_numpy_bptt():
+    """dL/dh_t of a tanh RNN, many-to-one and per step, equals a NumPy BPTT (seed 004);
+    full BPTT although the layer truncates, and the layer's truncation is kept."""
+    from fastbp.engine import codes as C
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 6, 2))
+    for per_step in (False, True):
+        inp = fb.Input(2, sequence=True)
+        rnn = fb.layers.RNN(2, 5, return_sequences=per_step, truncate=2)
+        head = fb.layers.Dense(5, 3)
+        model = fb.Model(inp, head(rnn(inp)), dtype="float64", seed=4)
+        model.compile(fb.optim.SGD(lr=0.1), "softmax_cross_entropy")
+        y = rng.integers(0, 3, (4, 6) if per_step else 4)
+        want = _numpy_state_gradients(rnn, head, x, np.full(4, 6), y, per_step)
+        got = fb.diagnostics.state_gradients(model, x, y, layer=rnn)
+        assert got.shape == (6,)
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+        if not per_step:  # many-to-one: the gradient shrinks going back from the loss
+            assert got[0] < got[-1]
+        node = [n for n in range(model._plan.nodes.shape[0])
+                if model._plan.nodes[n, C.KIND] == C.RECURRENT][0]
+        assert model._plan.nodes[node, C.TRUNCATE] == 2

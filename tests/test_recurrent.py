@@ -400,7 +400,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         np.testing.assert_array_equal(table, grads[0][1])
 
 
-# -- 4. a minibatch costs its own longest sentence ------------------------------------------
+# -- 4. a minibatch costs its own tokens ------------------------------------------
 
 
 def test_a_minibatch_runs_its_own_longest_sentence():
@@ -417,6 +417,8 @@ def test_a_minibatch_runs_its_own_longest_sentence():
         x, y = ids[short, :cut], tags[short, :cut]
         model.train_on_batch(x, y)
         assert model._plan.work.steps[0] == longest
+        # its sequence values hold the real tokens only, packed
+        assert model._plan.work.steps[2] == lengths[short].sum()
         runs.append((model, model.predict(x)))
     (a, out_a), (b, out_b) = runs
     np.testing.assert_array_equal(a.params, b.params)

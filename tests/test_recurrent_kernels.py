@@ -6,8 +6,10 @@
 * a sample alone gives the same outputs and gradients as inside the batch;
 * truncated BPTT equals central differences of a NumPy twin's windowed loss (each
   output's gradient reaches k steps back and no further), and truncate >= T is full BPTT;
+* the packed layout (starts = cumsum of lengths, no padding rows) and a layout with
+  padding rows between samples give the padded layout's outputs and gradients;
 * 1 and 2 threads, serial and parallel, give the same bits (float32, a batch dealt
-  into two groups), and float32 agrees with float64.
+  into two groups, padded and packed), and float32 agrees with float64.
 
 Output buffers, the cache and the work array are filled with NaN before each call,
 and so are the padding rows of the upstream gradient: a kernel that leaves part of its
@@ -15,6 +17,7 @@ output unwritten, or reads what it should not, fails.
 """
 from __future__ import annotations
 
+import itertools
 import zlib
 
 import numba
@@ -55,30 +58,63 @@ def make_problem(cell, m, T, n_in, h, rng, dtype=np.float64, lengths=None, scale
     return x.astype(dtype), cast, lengths, g.astype(dtype)
 
 
-def run_kernels(cell, act, x, p, lengths, g, reverse=False, truncate=0, parallel=False):
-    """Forward then backward; returns out (m, T, h) and the gradients as a dict."""
+LAYOUTS = ["padded", "packed", "gapped"]
+
+
+def layout_starts(lengths, T, layout):
+    """(starts, R): padded rows i*T + t; packed back to back (R = sum(lengths)); gapped
+    with 0, 1 or 2 padding rows after each sample and 3 more at the end."""
+    m = lengths.shape[0]
+    if layout == "padded":
+        return np.arange(m, dtype=np.int64) * T, m * T
+    gaps = np.zeros(m, np.int64) if layout == "packed" else np.arange(m, dtype=np.int64) % 3
+    ends = np.cumsum(lengths + gaps)
+    starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+    return starts, int(ends[-1]) + (0 if layout == "packed" else 3)
+
+
+def run_kernels(cell, act, x, p, lengths, g, reverse=False, truncate=0, parallel=False,
+                layout="padded"):
+    """Forward then backward in the given row layout; returns out (m, T, h) and the
+    gradients as a dict, x's as (m, T, n_in), both 0 at padding.  Rows no sample covers
+    must come out 0 in out_seq and g_in (checked)."""
     m, T, n_in = x.shape
     h = p["U"].shape[0]
     dt = x.dtype
-    x2 = np.ascontiguousarray(x.reshape(m * T, n_in))
-    out = np.full((m * T, h), np.nan, dt)
-    cache = np.full(m * T * krec.cache_width(cell, h), np.nan, dt)
+    starts, R = layout_starts(lengths, T, layout)
+    real = np.zeros((m, T), bool)  # (i, t) real
+    rows = np.zeros((m, T), np.int64)  # its row
+    for i in range(m):
+        real[i, :lengths[i]] = True
+        rows[i] = starts[i] + np.arange(T)
+    covered = np.zeros(R, bool)
+    covered[rows[real]] = True
+    x2 = np.zeros((R, n_in), dt)  # padding rows of x must be finite
+    x2[rows[real]] = x[real]
+    out = np.full((R, h), np.nan, dt)
+    cache = np.full(R * krec.cache_width(cell, h), np.nan, dt)
     work = np.full(krec.work_size(cell, m, T, h, n_in), np.nan, dt)
-    krec.recurrent_forward(cell, act, x2, p["W"], p["U"], p["b"], p["b_rec"], lengths, T,
-                           reverse, out, cache, work, parallel)
+    krec.recurrent_forward(cell, act, x2, p["W"], p["U"], p["b"], p["b_rec"], lengths, starts,
+                           T, reverse, out, cache, work, parallel)
     grads = {k: np.full_like(v, np.nan) for k, v in p.items()}
-    grads["x"] = np.full_like(x2, np.nan)
-    g2 = np.ascontiguousarray(g.reshape(m * T, h))
-    pad_rows = (np.arange(T)[None, :] >= lengths[:, None]).reshape(-1)
-    g2[pad_rows] = np.nan  # the gradient at padding is ignored
+    g_in = np.full_like(x2, np.nan)
+    g2 = np.full((R, h), np.nan, dt)  # the gradient at padding is ignored
+    g2[rows[real]] = g[real]
     db_rec = grads["b_rec"] if cell == GRU else np.zeros(1, dt)
-    krec.recurrent_backward(cell, act, x2, p["W"], p["U"], p["b_rec"], lengths, T, reverse,
-                            truncate, out, cache, g2, grads["W"], grads["U"], grads["b"], db_rec,
-                            grads["x"], True, work, parallel)
+    krec.recurrent_backward(cell, act, x2, p["W"], p["U"], p["b_rec"], lengths, starts, T,
+                            reverse, truncate, out, cache, g2, grads["W"], grads["U"], grads["b"],
+                            db_rec, g_in, True, work, parallel)
     if cell != GRU:
         del grads["b_rec"]
-    grads["x"] = grads["x"].reshape(m, T, n_in)
-    return out.reshape(m, T, h), grads
+    assert np.all(out[~covered] == 0) and np.all(g_in[~covered] == 0)
+    if layout == "padded":
+        grads["x"] = g_in.reshape(m, T, n_in)
+        return out.reshape(m, T, h), grads
+    out3 = np.zeros((m, T, h), dt)
+    out3[real] = out[rows[real]]
+    grads["x"] = np.zeros((m, T, n_in), dt)
+    grads["x"][real] = g_in[rows[real]]
+    return out3, grads
 
 
 # -- PyTorch -------------------------------------------------------------------------------
@@ -295,6 +331,46 @@ def test_truncate_at_least_T_is_full_bptt(cell, act):
         assert_grads_equal(almost, full, rtol=1e-12, atol=1e-14, what="k=T-1")
 
 
+# -- row layouts ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("truncate", [0, 2], ids=["full", "truncated"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell,act", CELLS, ids=CELL_IDS)
+def test_packed_and_gapped_layouts_equal_the_padded_one(cell, act, reverse, truncate):
+    """starts = cumsum(lengths) with R = sum(lengths) rows (no padding), and a layout with
+    padding rows between samples and after the last, give the padded layout's outputs
+    and input gradients row for row, and its weight gradients (the big products run on
+    fewer rows, so to rounding).  Batches of one group (m=5) and two (m=17, serial and
+    in prange)."""
+    for m, T, parallel in ((5, 7, False), (17, 6, False), (17, 6, True)):
+        x, p, lengths, g = make_problem(cell, m, T, 3, 4,
+                                        rng_for("layout", cell, act, reverse, truncate, m))
+        lengths[1] = 1
+        out, grads = run_kernels(cell, act, x, p, lengths, g, reverse=reverse,
+                                 truncate=truncate, parallel=parallel)
+        for layout in ("packed", "gapped"):
+            what = f"{layout} m={m} parallel={parallel}"
+            out_l, grads_l = run_kernels(cell, act, x, p, lengths, g, reverse=reverse,
+                                         truncate=truncate, parallel=parallel, layout=layout)
+            np.testing.assert_allclose(out_l, out, rtol=1e-13, atol=1e-13, err_msg=what)
+            np.testing.assert_allclose(grads_l["x"], grads["x"], rtol=1e-13, atol=1e-13,
+                                       err_msg=what)
+            assert_grads_equal({k: v for k, v in grads_l.items() if k != "x"},
+                               {k: v for k, v in grads.items() if k != "x"},
+                               rtol=1e-12, atol=1e-12, what=what)
+
+
+def test_packed_layout_matches_torch():
+    """The packed layout against PyTorch directly (LSTM, reverse, m=17)."""
+    x, p, lengths, g = make_problem(LSTM, 17, 6, 3, 4, rng_for("packed torch"))
+    out, grads = run_kernels(LSTM, TANH, x, p, lengths, g, reverse=True, parallel=True,
+                             layout="packed")
+    out_t, grads_t = torch_run(LSTM, TANH, x, p, lengths, g, True)
+    np.testing.assert_allclose(out, out_t, rtol=1e-9, atol=1e-12)
+    assert_grads_equal(grads, grads_t, what="packed")
+
+
 # -- determinism, float32 ------------------------------------------------------------------
 
 
@@ -302,7 +378,8 @@ def test_truncate_at_least_T_is_full_bptt(cell, act):
 def test_one_and_two_threads_give_the_same_bits(cell, act):
     """float32, batches of one group (m=9) and of two (m=21, taken in prange), a product
     that gemm splits into blocks (h=130: 4h x 130 x 7 rows); serial and parallel at 1 and
-    2 threads, full and truncated BPTT, both directions: all bit for bit."""
+    2 threads, full and truncated BPTT, both directions, padded and packed layouts: all
+    bit for bit."""
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs 2 threads")
     pin_blas()
@@ -312,20 +389,21 @@ def test_one_and_two_threads_give_the_same_bits(cell, act):
         for m, T, n_in, h in cases:
             x, p, lengths, g = make_problem(cell, m, T, n_in, h, rng_for("threads", cell, m),
                                             dtype=np.float32)
-            for reverse in (False, True):
-                for truncate in (0, 2):
-                    results = []
-                    for threads, parallel in ((1, False), (1, True), (2, True), (2, False)):
-                        numba.set_num_threads(threads)
-                        out, grads = run_kernels(cell, act, x, p, lengths, g, reverse=reverse,
-                                                 truncate=truncate, parallel=parallel)
-                        results.append((out, grads))
-                    for out, grads in results[1:]:
-                        np.testing.assert_array_equal(out, results[0][0])
-                        for name in grads:
-                            np.testing.assert_array_equal(grads[name], results[0][1][name],
-                                                          err_msg=f"{m} {reverse} {truncate} "
-                                                                  f"{name}")
+            for layout, reverse, truncate in itertools.product(("padded", "packed"),
+                                                               (False, True), (0, 2)):
+                results = []
+                for threads, parallel in ((1, False), (1, True), (2, True), (2, False)):
+                    numba.set_num_threads(threads)
+                    out, grads = run_kernels(cell, act, x, p, lengths, g, reverse=reverse,
+                                             truncate=truncate, parallel=parallel,
+                                             layout=layout)
+                    results.append((out, grads))
+                for out, grads in results[1:]:
+                    np.testing.assert_array_equal(out, results[0][0])
+                    for name in grads:
+                        np.testing.assert_array_equal(grads[name], results[0][1][name],
+                                                      err_msg=f"{m} {layout} {reverse} "
+                                                              f"{truncate} {name}")
     finally:
         numba.set_num_threads(before)
 

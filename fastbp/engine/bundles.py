@@ -27,12 +27,14 @@ Weights = namedtuple("Weights", ["params", "grads", "emb", "pscratch"])
 #: node of a backward pass opens them; ``ybf``, ``ybi`` : targets of a minibatch
 #: gathered by the epoch loop; ``order`` : int64 0, 1, 2, ... (rows in order);
 #: ``lengths`` : int64 (batch,) the steps of each sequence of the minibatch loaded;
-#: ``steps`` : int64 (2,) that minibatch's longest sequence and the most the arenas
-#: hold; ``cache`` : what the recurrent nodes keep for their backward pass;
-#: ``rwork`` : their scratch space.
+#: ``starts`` : int64 (batch + 1,) the row of each one's first step in a sequence value
+#: (packed: no padding between), then the rows in all; ``steps`` : int64 (3,) that
+#: minibatch's longest sequence, the most the arenas hold, and its rows in all;
+#: ``cache`` : what the recurrent nodes keep for their backward pass; ``rwork`` : their
+#: scratch space.
 Work = namedtuple("Work", ["acts", "agrads", "ids", "work", "tmp", "row_loss", "rows",
-                           "row_grads", "n_rows", "ybf", "ybi", "order", "lengths", "steps",
-                           "cache", "rwork"])
+                           "row_grads", "n_rows", "ybf", "ybi", "order", "lengths", "starts",
+                           "steps", "cache", "rwork"])
 
 #: ``code`` and ``hp`` : the optimizer and its hyperparameters (layout in
 #: fastbp.kernels.optim); ``state`` (k, n_params) and ``step`` (1,); ``emb_state`` :

@@ -11,9 +11,9 @@ small integer and float tables that the compiled interpreter reads:
     per-sample offset and width in the activation arena (or, for int ids, in the
     id arena), so that at batch size m value v is the (m, width) block starting
     at ``m * offset``; its gradient has the same place in the gradient arena.  A
-    sequence value of a batch of T steps is the (m * T, width) block there (row
-    i * T + t: sample i at step t), room being kept for the longest T the
-    workspace was sized for;
+    sequence value of a batch whose samples have R steps in all is the (R, width)
+    block there, packed (sample i's step t is row ``starts[i] + t``), room being
+    kept for m times the longest T the workspace was sized for;
 ``tables`` : int64 (n_tables, TABLE_COLS), the embedding tables (kept out of the
     flat parameter buffer) and their row-gradient workspaces.
 """

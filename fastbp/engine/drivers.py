@@ -215,10 +215,10 @@ class Layerwise(Compiled):
             self.build.load_inputs(p.tape, p.work, data, p.work.order, start, m, parallel_enabled())
             o = self._forward(m, False, 0)
             if p.output.sequence:
-                T = int(p.work.steps[0])
                 for i in range(m):
                     r, L = (start + i) * data.steps, int(p.work.lengths[i])
-                    out[r:r + L] = o[i * T:i * T + L]
+                    r0 = int(p.work.starts[i])
+                    out[r:r + L] = o[r0:r0 + L]
             else:
                 out[start:start + m] = o
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import prange
 
 from .._config import PARALLEL_MIN_WORK, jit, jit_always_inline, jit_parallel, unliteral
@@ -72,12 +73,13 @@ HAS_SEQUENCES = True  # sequence values: per-batch steps and lengths, RECURRENT 
 
 # -- where things live ------------------------------------------------------------------
 @jit_always_inline
-def slot(arena, values, v, m, T):
+def slot(arena, values, v, m, R):
     """Value v at batch size m: the (m, width) block of ``arena`` at m * offset; for a
-    sequence of T steps the (m * T, width) block there (row i * T + t)."""
+    sequence whose m samples have R steps in all, the (R, width) block there, packed:
+    sample i's step t is row ``work.starts[i] + t``, no padding in between."""
     off = values[v, OFFSET] * m
     w = values[v, WIDTH]
-    rows = m * T if HAS_SEQUENCES and values[v, SEQ] != 0 else m
+    rows = R if HAS_SEQUENCES and values[v, SEQ] != 0 else m
     return arena[off:off + rows * w].reshape((rows, w))
 
 
@@ -149,9 +151,9 @@ def recurrent_size(nodes, values, operands, n):
 
 
 @jit_always_inline
-def recurrent_cache(work, nodes, values, n, m, T):
+def recurrent_cache(work, nodes, values, n, m, R):
     """(cache, states, state gradients) of recurrent node n: what its kernels keep, then
-    (for an output of the last state only) the (m * T, h) states and their gradients."""
+    (for an output of the last state only) the (R, h) states and their gradients."""
     h = values[nodes[n, OUT], WIDTH]
     cap = work.steps[1]
     off = nodes[n, CACHE_OFF] * m * cap
@@ -160,16 +162,16 @@ def recurrent_cache(work, nodes, values, n, m, T):
     if nodes[n, LAST] == 0:  # the output slot holds the states
         return cache, work.cache[:0].reshape((0, h)), work.cache[:0].reshape((0, h))
     off += m * cap * kept
-    states = work.cache[off:off + m * T * h].reshape((m * T, h))
+    states = work.cache[off:off + R * h].reshape((R, h))
     off += m * cap * h
-    grads = work.cache[off:off + m * T * h].reshape((m * T, h))
+    grads = work.cache[off:off + R * h].reshape((R, h))
     return cache, states, grads
 
 
 @jit_always_inline
-def last_step(lengths, i, T, reverse):
+def last_step(lengths, starts, i, reverse):
     """The row of sample i's state after the last step its direction reads."""
-    return i * T + (0 if reverse else lengths[i] - 1)
+    return starts[i] + (0 if reverse else lengths[i] - 1)
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -185,20 +187,48 @@ def _gather(src, col, idx, start, dst, parallel):
             dst[i] = src[idx[start + i], col:col + w]
 
 
+@jit
+def _copy_steps(src, col, row, L, dst, r0):
+    # dst[r0 .. r0 + L - 1] <- the first L steps of src[row] from column col
+    w = dst.shape[1]
+    for t in range(L):
+        dst[r0 + t] = src[row, col + t * w:col + (t + 1) * w]
+
+
+@jit_parallel
+def _gather_steps(src, col, idx, start, m, lengths, starts, dst, parallel):
+    # packed rows of dst: sample i's steps at starts[i] .. <- row idx[start + i] of src,
+    # whose steps lie side by side from column col
+    if parallel and dst.size >= PARALLEL_MIN_WORK:
+        for i0 in prange(m):
+            i = np.int64(i0)  # prange's index is unsigned
+            _copy_steps(src, col, idx[start + i], lengths[i], dst, starts[i])
+    else:
+        for i in range(m):
+            _copy_steps(src, col, idx[start + i], lengths[i], dst, starts[i])
+
+
 @jit_always_inline
 def load_inputs(tape, work, data, idx, start, m, parallel):
     """Every input node's slot <- rows idx[start:start + m] of its columns of the data.
-    With sequences, the minibatch's lengths go to ``work.lengths`` and its longest to
-    ``work.steps[0]``: the batch is laid out (and costs) that many steps, the first ones
-    of each row's ``data.steps``."""
+    With sequences, the minibatch's lengths go to ``work.lengths``, the row of each
+    sample's first step to ``work.starts`` and its longest and its rows in all to
+    ``work.steps``: a sequence value holds the batch's real steps only, packed sample
+    after sample, so a batch costs its own tokens, not the array's T."""
     nodes, values = tape.nodes, tape.values
-    T = 1
+    R = m
     if HAS_SEQUENCES:
+        T = 1
+        R = 0
         for i in range(m):
             L = data.lengths[idx[start + i]]
             work.lengths[i] = L
+            work.starts[i] = R
+            R += L
             T = max(T, L)
+        work.starts[m] = R
         work.steps[0] = T
+        work.steps[2] = R
     for n in range(nodes.shape[0]):
         if nodes[n, KIND] != INPUT:
             continue
@@ -206,14 +236,18 @@ def load_inputs(tape, work, data, idx, start, m, parallel):
         col = nodes[n, DATA_COL]
         if HAS_SEQUENCES and values[v, SEQ] != 0:
             col += data.steps * nodes[n, SEQ_COL]
-        if HAS_TABLES and values[v, IS_IDS] != 0:
-            dst = slot(work.ids, values, v, m, T)
-            # a sequence's rows i * T + t: row i of the data, its T steps side by side
-            _gather(data.xi, unliteral(col), idx, start, dst.reshape((m, dst.size // m)),
+        if HAS_SEQUENCES and values[v, SEQ] != 0:
+            if HAS_TABLES and values[v, IS_IDS] != 0:
+                _gather_steps(data.xi, unliteral(col), idx, start, m, work.lengths, work.starts,
+                              slot(work.ids, values, v, m, R), parallel)
+            else:
+                _gather_steps(data.xf, col, idx, start, m, work.lengths, work.starts,
+                              slot(work.acts, values, v, m, R), parallel)
+        elif HAS_TABLES and values[v, IS_IDS] != 0:
+            _gather(data.xi, unliteral(col), idx, start, slot(work.ids, values, v, m, R),
                     parallel)
         else:
-            dst = slot(work.acts, values, v, m, T)
-            _gather(data.xf, col, idx, start, dst.reshape((m, dst.size // m)), parallel)
+            _gather(data.xf, col, idx, start, slot(work.acts, values, v, m, R), parallel)
 
 
 @jit_always_inline
@@ -221,13 +255,12 @@ def load_targets(tape, work, data, idx, start, m, parallel):
     """(yf, yi) of rows idx[start:start + m], gathered into the work buffers; for a
     sequence output the labels of each row's steps, -1 past its length."""
     if HAS_SEQUENCES and tape.values[tape.output, SEQ] != 0:
-        T = work.steps[0]
-        yi = work.ybi[:m * T]
+        yi = work.ybi[:work.steps[2]]
         for i in range(m):
             r = idx[start + i] * data.steps
-            L = work.lengths[i]
-            for t in range(T):
-                yi[i * T + t] = data.yi[r + t] if t < L else -1
+            r0 = work.starts[i]
+            for t in range(work.lengths[i]):
+                yi[r0 + t] = data.yi[r + t]
         return work.ybf, yi
     if tape.loss == SOFTMAX_CROSS_ENTROPY:  # integer labels
         yi = work.ybi[:m]
@@ -258,20 +291,20 @@ def forward_nodes(tape, weights, work, first, stop, m, seed, drop_step, training
     operands' slots.  One call runs many nodes: every call between compiled functions
     takes references to all the bundles' arrays, so the loop stays inside."""
     nodes, values, operands = tape.nodes, tape.values, tape.operands
-    T = work.steps[0] if HAS_SEQUENCES else 1
+    R = work.steps[2] if HAS_SEQUENCES else m
     for n in range(first, stop):
         kind = nodes[n, KIND]
         if kind == INPUT:
             continue
-        out = slot(work.acts, values, nodes[n, OUT], m, T)
+        out = slot(work.acts, values, nodes[n, OUT], m, R)
         a0 = nodes[n, ARG0]
         v0 = operands[a0, VALUE]
         if kind == DENSE:
             W, b = dense_params(weights.params, nodes, values, operands, n)
-            dense_forward(slot(work.acts, values, v0, m, T), W, b, out, work.work, nodes[n, ACT],
+            dense_forward(slot(work.acts, values, v0, m, R), W, b, out, work.work, nodes[n, ACT],
                           tape.fattrs[n, SLOPE], parallel)
         elif HAS_DROPOUT and kind == DROPOUT:
-            x = slot(work.acts, values, v0, m, T)
+            x = slot(work.acts, values, v0, m, R)
             p = tape.fattrs[n, P]
             if training and p > 0:
                 dropout_apply(x, out, combine_key(seed, drop_step, nodes[n, KEY]), p, parallel)
@@ -279,31 +312,32 @@ def forward_nodes(tape, weights, work, first, stop, m, seed, drop_step, training
                 out[:] = x
         elif HAS_TABLES and kind == WINDOW:
             gather_windows(table(weights.emb, tape.tables, nodes[n, TABLE]),
-                           slot(work.ids, values, v0, m, T), out, parallel)
+                           slot(work.ids, values, v0, m, R), out, parallel)
         elif HAS_MERGE and kind == CONCAT:
             col = 0
             for a in range(a0, a0 + nodes[n, N_ARGS]):
-                x = slot(work.acts, values, operands[a, VALUE], m, T)
+                x = slot(work.acts, values, operands[a, VALUE], m, R)
                 copy_columns(x, out, col)
                 col += x.shape[1]
         elif HAS_MERGE and kind == ADD:
-            out[:] = slot(work.acts, values, v0, m, T)
+            out[:] = slot(work.acts, values, v0, m, R)
             for a in range(a0 + 1, a0 + nodes[n, N_ARGS]):
-                add_into(out, slot(work.acts, values, operands[a, VALUE], m, T))
+                add_into(out, slot(work.acts, values, operands[a, VALUE], m, R))
         elif HAS_SEQUENCES and kind == RECURRENT:
             W, U, b, b_rec = recurrent_params(weights.params, nodes[n, W_OFF], nodes, values,
                                               operands, n)
-            cache, states, _ = recurrent_cache(work, nodes, values, n, m, T)
+            cache, states, _ = recurrent_cache(work, nodes, values, n, m, R)
             last = nodes[n, LAST] != 0
             seq = states if last else out
             lengths = work.lengths[:m]
+            starts = work.starts[:m]
             reverse = nodes[n, REVERSE] != 0
-            recurrent_forward(nodes[n, CELL], nodes[n, ACT], slot(work.acts, values, v0, m, T),
-                              W, U, b, b_rec, lengths, T, reverse, seq, cache, work.rwork,
-                              parallel)
+            recurrent_forward(nodes[n, CELL], nodes[n, ACT], slot(work.acts, values, v0, m, R),
+                              W, U, b, b_rec, lengths, starts, work.steps[0], reverse, seq,
+                              cache, work.rwork, parallel)
             if last:
                 for i in range(m):
-                    out[i] = seq[last_step(lengths, i, T, reverse)]
+                    out[i] = seq[last_step(lengths, starts, i, reverse)]
 
 
 @jit_always_inline
@@ -311,26 +345,26 @@ def forward(tape, weights, work, m, seed, drop_step, training, parallel):
     """Every node in tape order; returns the output value's slot."""
     forward_nodes(tape, weights, work, unliteral(0), tape.nodes.shape[0], m, unliteral(seed),
                   unliteral(drop_step), unliteral(training), parallel)
-    T = work.steps[0] if HAS_SEQUENCES else 1
-    return slot(work.acts, tape.values, tape.output, m, T)
+    R = work.steps[2] if HAS_SEQUENCES else m
+    return slot(work.acts, tape.values, tape.output, m, R)
 
 
 # -- backward ---------------------------------------------------------------------------------------
 @jit_always_inline
-def _gradient_target(work, values, operands, a, m, T):
+def _gradient_target(work, values, operands, a, m, R):
     """Where operand a's share of its value's gradient goes: the value's gradient slot,
     or (when another reader wrote it already) the tmp buffer, added afterwards."""
     v = operands[a, VALUE]
     if operands[a, GRAD_ACC] != 0:
-        g = slot(work.agrads, values, v, m, T)
+        g = slot(work.agrads, values, v, m, R)
         return work.tmp[:g.size].reshape(g.shape)
-    return slot(work.agrads, values, v, m, T)
+    return slot(work.agrads, values, v, m, R)
 
 
 @jit_always_inline
-def _finish_gradient(work, values, operands, a, m, T):
+def _finish_gradient(work, values, operands, a, m, R):
     if operands[a, GRAD_ACC] != 0:
-        g = slot(work.agrads, values, operands[a, VALUE], m, T)
+        g = slot(work.agrads, values, operands[a, VALUE], m, R)
         add_into(g, work.tmp[:g.size].reshape(g.shape))
 
 
@@ -341,21 +375,21 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
     parameters' gradients and its operands' gradients.  add_params: add to the
     parameter gradients instead of writing them (minibatches accumulating)."""
     nodes, values, operands = tape.nodes, tape.values, tape.operands
-    T = work.steps[0] if HAS_SEQUENCES else 1
+    R = work.steps[2] if HAS_SEQUENCES else m
     for n in range(stop - 1, first - 1, -1):
         kind = nodes[n, KIND]
         out_v = nodes[n, OUT]
         if kind == INPUT or values[out_v, NEEDS_GRAD] == 0:
             continue
-        g = slot(work.agrads, values, out_v, m, T)
+        g = slot(work.agrads, values, out_v, m, R)
         a0 = nodes[n, ARG0]
         v0 = operands[a0, VALUE]
         need0 = values[v0, NEEDS_GRAD] != 0
         if kind == DENSE:
             W, _ = dense_params(weights.params, nodes, values, operands, n)
-            x = slot(work.acts, values, v0, m, T)
-            a = slot(work.acts, values, out_v, m, T)
-            g_in = _gradient_target(work, values, operands, a0, m, T)
+            x = slot(work.acts, values, v0, m, R)
+            a = slot(work.acts, values, out_v, m, R)
+            g_in = _gradient_target(work, values, operands, a0, m, R)
             if add_params or nodes[n, PARAM_ACC] != 0:
                 # this node's share, added to what the other call (or minibatch) left
                 dW = weights.pscratch[:W.size].reshape(W.shape)
@@ -370,16 +404,16 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
                 dense_backward(x, a, W, g, dW, db, g_in, nodes[n, ACT], tape.fattrs[n, SLOPE],
                                need0, parallel)
             if need0:
-                _finish_gradient(work, values, operands, a0, m, T)
+                _finish_gradient(work, values, operands, a0, m, R)
         elif HAS_DROPOUT and kind == DROPOUT:
             if need0:
-                g_in = _gradient_target(work, values, operands, a0, m, T)
+                g_in = _gradient_target(work, values, operands, a0, m, R)
                 p = tape.fattrs[n, P]
                 if training and p > 0:
                     dropout_apply(g, g_in, combine_key(seed, drop_step, nodes[n, KEY]), p, parallel)
                 else:
                     g_in[:] = g
-                _finish_gradient(work, values, operands, a0, m, T)
+                _finish_gradient(work, values, operands, a0, m, R)
         elif HAS_TABLES and kind == WINDOW:
             t = nodes[n, TABLE]
             rows, hashed, G = row_workspace(work, tape.tables, t)
@@ -387,7 +421,7 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
             if count < 0:  # the first node of this pass to reach the table
                 hashed[:] = -1
                 count = 0
-            work.n_rows[t] = add_row_gradients(slot(work.ids, values, v0, m, T), g,
+            work.n_rows[t] = add_row_gradients(slot(work.ids, values, v0, m, R), g,
                                                tape.tables[t, DIM], tape.tables[t, PADDING],
                                                rows, G, hashed, count)
         elif HAS_MERGE and kind == CONCAT:
@@ -396,29 +430,30 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
                 v = operands[a, VALUE]
                 w = values[v, WIDTH]
                 if values[v, NEEDS_GRAD] != 0:
-                    columns_into(g, col, slot(work.agrads, values, v, m, T), operands[a, GRAD_ACC] != 0)
+                    columns_into(g, col, slot(work.agrads, values, v, m, R), operands[a, GRAD_ACC] != 0)
                 col += w
         elif HAS_MERGE and kind == ADD:
             for a in range(a0, a0 + nodes[n, N_ARGS]):
                 v = operands[a, VALUE]
                 if values[v, NEEDS_GRAD] != 0:
                     if operands[a, GRAD_ACC] != 0:
-                        add_into(slot(work.agrads, values, v, m, T), g)
+                        add_into(slot(work.agrads, values, v, m, R), g)
                     else:
-                        slot(work.agrads, values, v, m, T)[:] = g
+                        slot(work.agrads, values, v, m, R)[:] = g
         elif HAS_SEQUENCES and kind == RECURRENT:
             wo = nodes[n, W_OFF]
             W, U, _, b_rec = recurrent_params(weights.params, wo, nodes, values, operands, n)
-            cache, states, g_states = recurrent_cache(work, nodes, values, n, m, T)
+            cache, states, g_states = recurrent_cache(work, nodes, values, n, m, R)
             lengths = work.lengths[:m]
+            starts = work.starts[:m]
             reverse = nodes[n, REVERSE] != 0
-            seq, g_seq = slot(work.acts, values, out_v, m, T), g
+            seq, g_seq = slot(work.acts, values, out_v, m, R), g
             if nodes[n, LAST] != 0:  # the gradient reaches the last state only
                 seq, g_seq = states, g_states
                 g_seq[:] = 0
                 for i in range(m):
-                    g_seq[last_step(lengths, i, T, reverse)] = g[i]
-            g_in = _gradient_target(work, values, operands, a0, m, T)
+                    g_seq[last_step(lengths, starts, i, reverse)] = g[i]
+            g_in = _gradient_target(work, values, operands, a0, m, R)
             accumulate = add_params or nodes[n, PARAM_ACC] != 0
             size = recurrent_size(nodes, values, operands, n)
             if accumulate:  # this node's share, added to what the other call left
@@ -427,13 +462,14 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
             else:
                 dW, dU, db, db_rec = recurrent_params(weights.grads, wo, nodes, values,
                                                       operands, n)
-            recurrent_backward(nodes[n, CELL], nodes[n, ACT], slot(work.acts, values, v0, m, T),
-                               W, U, b_rec, lengths, T, reverse, nodes[n, TRUNCATE], seq, cache, g_seq, dW,
+            recurrent_backward(nodes[n, CELL], nodes[n, ACT], slot(work.acts, values, v0, m, R),
+                               W, U, b_rec, lengths, starts, work.steps[0], reverse,
+                               nodes[n, TRUNCATE], seq, cache, g_seq, dW,
                                dU, db, db_rec, g_in, need0, work.rwork, parallel)
             if accumulate:
                 add_flat(weights.grads[wo:wo + size], weights.pscratch[:size])
             if need0:
-                _finish_gradient(work, values, operands, a0, m, T)
+                _finish_gradient(work, values, operands, a0, m, R)
 
 
 @jit_always_inline
@@ -480,9 +516,9 @@ def output_gradient(tape, work, yf, yi, m, count, parallel):
     """The summed loss of the output's rows; its gradient (the sum's, over ``count``)
     goes into the output value's gradient slot."""
     values = tape.values
-    T = work.steps[0] if HAS_SEQUENCES else 1
-    out = slot(work.acts, values, tape.output, m, T)
-    g = slot(work.agrads, values, tape.output, m, T)
+    R = work.steps[2] if HAS_SEQUENCES else m
+    out = slot(work.acts, values, tape.output, m, R)
+    g = slot(work.agrads, values, tape.output, m, R)
     return loss_sum_and_grad(tape.loss, out, yf, yi, g, work.row_loss, count, parallel)
 
 
@@ -637,11 +673,11 @@ def predict(tape, weights, work, data, out, batch_size, parallel):
         o = forward(tape, weights, work, m, 0, 0, False, parallel)
         if HAS_SEQUENCES and tape.values[tape.output, SEQ] != 0:
             # out: (n * data.steps, width), zero where there is no token
-            T = work.steps[0]
             for i in range(m):
                 r = (start + i) * data.steps
+                r0 = work.starts[i]
                 for t in range(work.lengths[i]):
-                    out[r + t] = o[i * T + t]
+                    out[r + t] = o[r0 + t]
         else:
             out[start:start + m] = o
 
@@ -650,9 +686,9 @@ def predict(tape, weights, work, data, out, batch_size, parallel):
 def score_batch(tape, work, data, start, m):
     """(summed loss, number correct) of the output slot against rows start:start + m of
     the targets."""
-    T = work.steps[0] if HAS_SEQUENCES else 1
-    o = slot(work.acts, tape.values, tape.output, m, T)
-    scratch = slot(work.agrads, tape.values, tape.output, m, T)
+    R = work.steps[2] if HAS_SEQUENCES else m
+    o = slot(work.acts, tape.values, tape.output, m, R)
+    scratch = slot(work.agrads, tape.values, tape.output, m, R)
     if HAS_SEQUENCES and tape.values[tape.output, SEQ] != 0:
         yf, yi = load_targets(tape, work, data, work.order, start, m, False)
         return loss_sum_and_correct(tape.loss, o, yf, yi, scratch)

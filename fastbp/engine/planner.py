@@ -187,7 +187,8 @@ class Plan:
         self.emb_step = np.zeros(max(1, len(layout.tables)), dtype=_I64)
         self.stream = Stream(0, np.zeros(1, dtype=_I64))
         self._order = np.zeros(0, dtype=_I64)
-        self._seq_buffers = [np.zeros(1, dtype=_I64), np.ones(2, dtype=_I64),
+        self._seq_buffers = [np.zeros(1, dtype=_I64), np.zeros(2, dtype=_I64),
+                             np.ones(3, dtype=_I64),
                              np.empty(1, dtype=dtype), np.empty(1, dtype=dtype)]
         self.tape = None
         self.weights = None
@@ -356,7 +357,8 @@ class Plan:
         self._buffers = [acts, agrads, ids, work, tmp,
                          np.empty(batch * out_steps, dtype=np.float64), rows, row_grads, n_rows,
                          ybf, ybi]
-        self._seq_buffers = [np.zeros(batch, dtype=_I64), np.array([1, steps], dtype=_I64),
+        self._seq_buffers = [np.zeros(batch, dtype=_I64), np.zeros(batch + 1, dtype=_I64),
+                             np.array([1, steps, batch], dtype=_I64),
                              np.empty(max(1, batch * steps * self.cache_width), dtype=dt),
                              np.empty(rwork, dtype=dt)]
         self.capacity, self.accumulate = batch, accumulate
@@ -382,15 +384,15 @@ class Plan:
     # -- views for the per-layer path and inspection -----------------------------------------
     def slot(self, v: int, m: int, grad: bool = False) -> np.ndarray:
         """Value v at batch m: its (m, width) block of the activation (or gradient) arena
-        ((m * T, width) for a sequence, T: the steps of the last batch loaded)."""
+        ((R, width) for a sequence, R: the steps of the last batch loaded in all, sample
+        i's at rows work.starts[i] ...)."""
         off, w = int(self.vtable[v, C.OFFSET]) * m, int(self.vtable[v, C.WIDTH])
-        if self.vtable[v, C.SEQ]:
-            m *= int(self.work.steps[0])
+        rows = int(self.work.steps[2]) if self.vtable[v, C.SEQ] else m
         if self.vtable[v, C.IS_IDS]:
             arena = self.work.ids
         else:
             arena = self.work.agrads if grad else self.work.acts
-        return arena[off:off + m * w].reshape(m, w)
+        return arena[off:off + rows * w].reshape(rows, w)
 
     def row_gradients(self, t: int):
         """(rows, gradients) of table t after the last gradient phase."""

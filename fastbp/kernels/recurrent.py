@@ -1,8 +1,12 @@
-"""Recurrent layer kernels: RNN, LSTM and GRU over a padded batch of sequences.
+"""Recurrent layer kernels: RNN, LSTM and GRU over a batch of sequences.
 
-A sequence value of m samples, T steps and width d is a C-ordered array
-(m*T, d) whose row i*T + t is sample i at step t; ``lengths`` (int64, m) says
-how many steps of each sample are real, and the rows past them are padding.
+A sequence value of m samples and width d is a C-ordered array (R, d) whose row
+starts[i] + t is sample i at step t, for t < lengths[i] (``starts`` and
+``lengths`` int64, m; starts non-decreasing, starts[0] = 0, each sample's rows
+ending before the next one's start and within R); every row no sample covers is
+padding.  The padded layout is starts = arange(m) * T, R = m*T (row i*T + t);
+the packed one is starts = the exclusive cumulative sum of lengths, R =
+sum(lengths), with no padding at all.  T is only the loop bound, >= max(lengths).
 The state starts at zero.  The cells are PyTorch's ``nn.RNN``, ``nn.LSTM`` and
 ``nn.GRU``, gate for gate, with the weights stored transposed (``x W``):
 
@@ -19,7 +23,7 @@ GRU    a = x_t W + b,  q = h_{t-1} U + b_rec  (gates r, z, n; 3h wide)
 (torch: W = weight_ih.T, U = weight_hh.T; b = b_ih + b_hh for RNN and LSTM;
 for GRU b = b_ih and b_rec = b_hh.)  With ``reverse`` each sample is read from
 its own last real step down to its first (the second direction of PyTorch's
-``bidirectional=True`` over packed sequences); row i*T + t still holds the
+``bidirectional=True`` over packed sequences); row starts[i] + t still holds the
 state at position t.
 
 Backward through one step, dh = dL/dh_t (the output's gradient plus what the
@@ -52,7 +56,7 @@ stream k only adds to its step's gradients.  All streams of a step go through
 one product with U^T (their rows side by side).  For an LSTM dh and dc travel
 and are cut together.  k >= T is full BPTT and takes its path.
 
-The forward takes the input projection x W of every step as one product (m*T
+The forward takes the input projection x W of every step as one product (R
 rows) into the cache, and adds the biases in each step's gate loops.  Samples
 are sorted by length (longest first, ties in batch order) so that at
 each step the active samples are a prefix, and the per-step product runs only
@@ -100,10 +104,10 @@ def n_gates(cell):
 def cache_width(cell, h):
     """Floats per (sample, step) the forward keeps for the backward.
 
-    The cache is two arrays one after the other: the gates (m*T, n_gates * h), holding
+    The cache is two arrays one after the other: the gates (R, n_gates * h), holding
     the input projection x W until the step runs and then the gates after their
     nonlinearities (RNN: the projection stays; the backward reads h_t from out_seq),
-    and (m*T, h) of c_t (LSTM) or q_n = (h_{t-1} U + b_rec)_n (GRU).  RNN h, LSTM 5h,
+    and (R, h) of c_t (LSTM) or q_n = (h_{t-1} U + b_rec)_n (GRU).  RNN h, LSTM 5h,
     GRU 4h.
     """
     if cell == LSTM:
@@ -142,7 +146,8 @@ def _backward_group_size(cell, m, h, streams):
 
 @jit
 def _backward_shared_size(cell, m, T, h):
-    # dA (m*T, G), dQ (m*T, G; GRU only: elsewhere dQ is dA), Hprev (m*T, h), a zero row.
+    # dA (R, G), dQ (R, G; GRU only: elsewhere dQ is dA), Hprev (R, h), a zero row; sized
+    # for the padded layout R = m*T, the most rows any layout has.
     G = n_gates(cell) * h
     return m * T * (G + (G if cell == GRU else 0) + h) + h
 
@@ -151,7 +156,8 @@ def _backward_shared_size(cell, m, T, h):
 def work_size(cell, m, T, h, n_in):
     """Floats of scratch recurrent_forward and recurrent_backward use (either may reuse
     all of it), for any ``truncate``: a truncated backward keeps at most T - 1 streams.
-    Never less for a smaller m or T.  n_in is not needed (the products take no scratch)."""
+    Never less for a smaller m or T; an upper bound for any layout (R <= m*T rows).
+    n_in is not needed (the products take no scratch)."""
     forward = n_groups(m) * _forward_group_size(cell, m, h)
     backward = (_backward_shared_size(cell, m, T, h)
                 + n_groups(m) * _backward_group_size(cell, m, h, max(1, T - 1)))
@@ -379,18 +385,25 @@ def _sorted_by_length(lengths):
 
 
 @jit
-def _zero_padding(rows, lengths, T):
-    """Rows i*T + t with t >= lengths[i] of rows (m*T, d) <- 0."""
-    for i in range(lengths.shape[0]):
-        for t in range(lengths[i], T):
-            rows[i * T + t, :] = 0
+def _zero_padding(rows, lengths, starts):
+    """Every row of rows (R, d) no sample covers <- 0: those before starts[0], between
+    starts[i] + lengths[i] and starts[i + 1], and from the last sample's end to R."""
+    m = lengths.shape[0]
+    R = rows.shape[0]
+    lo = 0
+    for i in range(m + 1):
+        hi = starts[i] if i < m else R
+        for r in range(lo, hi):
+            rows[r, :] = 0
+        if i < m:
+            lo = max(lo, starts[i] + lengths[i])
 
 
 @jit
-def _forward_group(cell, act, U, b, b_rec, lengths, T, reverse, rows, gates, extra, out_seq,
-                   work, parallel):
-    """The recurrence of the samples ``rows`` (sorted longest first).  gates (m*T, G) holds
-    x W and is overwritten with the gates, extra (m*T, h) gets c_t (LSTM) or q_n (GRU);
+def _forward_group(cell, act, U, b, b_rec, lengths, starts, T, reverse, rows, gates, extra,
+                   out_seq, work, parallel):
+    """The recurrence of the samples ``rows`` (sorted longest first).  gates (R, G) holds
+    x W and is overwritten with the gates, extra (R, h) gets c_t (LSTM) or q_n (GRU);
     work : this group's (rows, 2h + G) floats."""
     n = rows.shape[0]
     h, G = U.shape
@@ -412,7 +425,7 @@ def _forward_group(cell, act, U, b, b_rec, lengths, T, reverse, rows, gates, ext
         for k in range(active):
             i = rows[k]
             t = lengths[i] - 1 - s if reverse else s
-            r = i * T + t
+            r = starts[i] + t
             if cell == LSTM:
                 _lstm_cell_forward(gates[r], Q[k], b, C[k], H[k])
                 _copy(C[k], extra[r])
@@ -424,26 +437,30 @@ def _forward_group(cell, act, U, b, b_rec, lengths, T, reverse, rows, gates, ext
 
 
 @jit_parallel
-def recurrent_forward(cell, act, x, W, U, b, b_rec, lengths, T, reverse, out_seq, cache, work,
-                      parallel):
-    """Run an RNN, LSTM or GRU over a padded batch (equations in the module docstring).
+def recurrent_forward(cell, act, x, W, U, b, b_rec, lengths, starts, T, reverse, out_seq, cache,
+                      work, parallel):
+    """Run an RNN, LSTM or GRU over a batch (layout and equations in the module docstring).
 
     cell : RNN, LSTM or GRU; act : the RNN's activation code (kernels.activations: tanh
         or relu; unread for LSTM and GRU);
-    x : float (m*T, n_in), C order; its padding rows are never read by the recurrence but
-        must be finite (the backward's dW = x^T dA meets them with zeros);
+    x : float (R, n_in), C order, R rows (padded: m*T; packed: sum(lengths)); its padding
+        rows are never read by the recurrence but must be finite (the backward's
+        dW = x^T dA meets them with zeros);
     W : (n_in, G); U : (h, G); b : (G,), G = n_gates(cell) * h;
     b_rec : (G,) for GRU, any 1-element array otherwise (unread);
     lengths : int64 (m,), each in [1, T];
+    starts : int64 (m,), the row of each sample's first step (non-decreasing, starts[0] = 0,
+        starts[i] + lengths[i] <= starts[i + 1] and <= R);
+    T : the loop bound, >= max(lengths);
     reverse : read each sample from its last real step down to its first;
-    out_seq : (m*T, h), written: h_t at real rows, 0 at padding;
-    cache : flat, at least m*T*cache_width(cell, h) elements, written for the backward;
+    out_seq : (R, h), written: h_t at real rows, 0 at padding;
+    cache : flat, at least R*cache_width(cell, h) elements, written for the backward;
     work : flat, at least work_size(cell, m, T, h, n_in) elements;
     parallel : the batch's groups (and large products) on numba's threads.
     """
     m = lengths.shape[0]
     h, G = U.shape
-    gates, extra = _cache_views(cache, m * T, G, cache_width(cell, h) - G)
+    gates, extra = _cache_views(cache, x.shape[0], G, cache_width(cell, h) - G)
     matmul(x, W, gates, parallel)  # the input projection of every step at once
     order = _sorted_by_length(lengths)
     groups = n_groups(m)
@@ -451,20 +468,20 @@ def recurrent_forward(cell, act, x, W, U, b, b_rec, lengths, T, reverse, out_seq
     if parallel and groups > 1:
         for g0 in prange(groups):
             g = np.int64(g0)  # prange's index is unsigned
-            _forward_group(cell, act, U, b, b_rec, lengths, T, reverse, order[g::groups],
+            _forward_group(cell, act, U, b, b_rec, lengths, starts, T, reverse, order[g::groups],
                            gates, extra, out_seq, work[g * size:(g + 1) * size],
                            unliteral(False))
     else:  # one group's products may still split in blocks
         for g in range(groups):
-            _forward_group(cell, act, U, b, b_rec, lengths, T, reverse, order[g::groups],
+            _forward_group(cell, act, U, b, b_rec, lengths, starts, T, reverse, order[g::groups],
                            gates, extra, out_seq, work[g * size:(g + 1) * size],
                            parallel and groups == 1)
-    _zero_padding(out_seq, lengths, T)
+    _zero_padding(out_seq, lengths, starts)
 
 
 @jit
-def _backward_group(cell, act, U, lengths, T, reverse, full, streams, rows, out_seq, gates,
-                    extra, g_seq, dA, dQ, Hprev, zeros, work, parallel):
+def _backward_group(cell, act, U, lengths, starts, T, reverse, full, streams, rows, out_seq,
+                    gates, extra, g_seq, dA, dQ, Hprev, zeros, work, parallel):
     """BPTT over the samples ``rows`` (sorted longest first): writes their rows of dA, dQ
     and Hprev.  full : one stream, never cut; else ``streams`` = k streams by age (module
     docstring).  work : this group's _backward_group_size floats."""
@@ -495,7 +512,7 @@ def _backward_group(cell, act, U, lengths, T, reverse, full, streams, rows, out_
         for k in range(active):
             i = rows[k]
             t = lengths[i] - 1 - s if reverse else s
-            r = i * T + t
+            r = starts[i] + t
             rp = r if first else r + back
             if first:
                 Hprev[r, :] = 0
@@ -505,6 +522,7 @@ def _backward_group(cell, act, U, lengths, T, reverse, full, streams, rows, out_
             # the gradient entering this step: the output's and every stream's carry
             _gradient_in(cell, g_seq[r], CU, CD, k * S, k * S + S, dh, dc)
             if full:
+                _copy(dh, g_seq[r])  # the whole dL/dh_t, left for fb.diagnostics
                 _cell_backward(cell, act, gr, er, ep, first, hr, hp, zeros, dh, dc, dA[r], dQ[r],
                                CD[k])
                 _copy(dQ[r], D[k])
@@ -526,23 +544,25 @@ def _backward_group(cell, act, U, lengths, T, reverse, full, streams, rows, out_
 
 
 @jit_parallel
-def recurrent_backward(cell, act, x, W, U, b_rec, lengths, T, reverse, truncate, out_seq, cache,
-                       g_seq, dW, dU, db, db_rec, g_in, need_input_grad, work, parallel):
+def recurrent_backward(cell, act, x, W, U, b_rec, lengths, starts, T, reverse, truncate, out_seq,
+                       cache, g_seq, dW, dU, db, db_rec, g_in, need_input_grad, work, parallel):
     """Backward of :func:`recurrent_forward` (equations in the module docstring).
 
     Arguments as there, and:
     truncate : 0 for full BPTT; k > 0 carries the gradient entering at each step's output
         back k steps at most (k >= T is full BPTT);
     out_seq, cache : as the forward left them;
-    g_seq : (m*T, h), dL/d out_seq; its padding rows are not read, nor is it written;
+    g_seq : (R, h), dL/d out_seq; its padding rows are not read; full BPTT overwrites
+        each real row with the whole dL/dh_t (the output's share plus what the later
+        steps carried back: seed 004's vanishing gradients, fb.diagnostics.state_gradients);
     dW (n_in, G), dU (h, G), db (G,) : written;
     db_rec : (G,) for GRU, written; any 1-element array otherwise (untouched);
-    g_in : (m*T, n_in), written with dL/dx (0 at padding) when need_input_grad, else
+    g_in : (R, n_in), written with dL/dx (0 at padding) when need_input_grad, else
         untouched.
     """
     m = lengths.shape[0]
     h, G = U.shape
-    R = m * T
+    R = x.shape[0]
     gates, extra = _cache_views(cache, R, G, cache_width(cell, h) - G)
     full = truncate <= 0 or truncate >= T
     streams = 1 if full else truncate
@@ -563,19 +583,19 @@ def recurrent_backward(cell, act, x, W, U, b_rec, lengths, T, reverse, truncate,
     if parallel and groups > 1:
         for g0 in prange(groups):
             g = np.int64(g0)  # prange's index is unsigned
-            _backward_group(cell, act, U, lengths, T, reverse, full, streams, order[g::groups],
-                            out_seq, gates, extra, g_seq, dA, dQ, Hprev, zeros,
+            _backward_group(cell, act, U, lengths, starts, T, reverse, full, streams,
+                            order[g::groups], out_seq, gates, extra, g_seq, dA, dQ, Hprev, zeros,
                             work[o + g * size:o + (g + 1) * size], unliteral(False))
     else:
         for g in range(groups):
-            _backward_group(cell, act, U, lengths, T, reverse, full, streams, order[g::groups],
-                            out_seq, gates, extra, g_seq, dA, dQ, Hprev, zeros,
+            _backward_group(cell, act, U, lengths, starts, T, reverse, full, streams,
+                            order[g::groups], out_seq, gates, extra, g_seq, dA, dQ, Hprev, zeros,
                             work[o + g * size:o + (g + 1) * size], parallel and groups == 1)
-    _zero_padding(dA, lengths, T)
-    _zero_padding(Hprev, lengths, T)
+    _zero_padding(dA, lengths, starts)
+    _zero_padding(Hprev, lengths, starts)
     column_sums(dA, db)
     if cell == GRU:
-        _zero_padding(dQ, lengths, T)
+        _zero_padding(dQ, lengths, starts)
         column_sums(dQ, db_rec)
     matmul(x.T, dA, dW, parallel)
     matmul(Hprev.T, dQ, dU, parallel)
