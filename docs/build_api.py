@@ -10,7 +10,8 @@ MODULES = [
     ("fastbp", ["Model", "Sequential", "Input", "History", "DivergenceError", "gradcheck", "load",
                 "set_num_threads", "get_num_threads", "warmup", "cache_dir", "cache_dirs",
                 "clear_cache"]),
-    ("fastbp.layers", ["Layer", "Dense", "Dropout", "WindowEmbedding", "Concatenate", "Add"]),
+    ("fastbp.layers", ["Layer", "Dense", "Dropout", "WindowEmbedding", "Embedding", "Concatenate",
+                       "Add", "RNN", "LSTM", "GRU", "Bidirectional"]),
     ("fastbp.losses", ["MSE", "BinaryCrossEntropy", "SoftmaxCrossEntropy"]),
     ("fastbp.optim", ["Optimizer", "SGD", "Adam", "AdamW", "AdaGrad", "RMSProp", "Adadelta",
                       "Yogi"]),
@@ -20,10 +21,10 @@ MODULES = [
                      "lecun_normal", "lecun_uniform", "orthogonal", "zeros", "normal"]),
     ("fastbp.callbacks", ["Callback", "EarlyStopping", "LearningRateScheduler",
                           "ModelCheckpoint", "LambdaCallback"]),
-    ("fastbp.diagnostics", ["layer_statistics", "report"]),
+    ("fastbp.diagnostics", ["layer_statistics", "report", "state_gradients"]),
     ("fastbp.text", ["Vocabulary", "windows", "label_vocabulary", "label_array", "load_vectors",
                      "load_vectors_npy", "embedding_matrix", "casing_ids", "affix_vocabulary",
-                     "affix_ids", "read_conllu", "read_conll", "conlleval"]),
+                     "affix_ids", "read_conllu", "read_conll", "conlleval", "pad_sequences"]),
     ("fastbp.datasets", ["load_digits", "train_test_split"]),
 ]
 
