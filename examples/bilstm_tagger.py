@@ -29,11 +29,11 @@ import numpy as np
 
 import fastbp as fb
 from fastbp import text
+from pos_tagger import FEATURES, _head as head, parse_features  # the window tagger's
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data"))
 
-FEATURES = ("casing", "suffix")
 #: width of each feature's vectors (those of examples/pos_tagger.py)
 FEATURE_DIMS = {"casing": 5, "suffix": 20}
 DIM, HIDDEN = 50, 100
@@ -96,19 +96,6 @@ def build_model(vocab_size: int, n_tags: int, weights, features=(), sizes=None,
                      seed=seed)
     model.compile(fb.optim.Adam(lr=lr), "softmax_cross_entropy")
     return model
-
-
-def head(X, n):
-    """The first n sentences of X (an array or a dict of arrays)."""
-    return {k: v[:n] for k, v in X.items()} if isinstance(X, dict) else X[:n]
-
-
-def parse_features(value: str):
-    names = tuple(f for f in value.split(",") if f)
-    unknown = [f for f in names if f not in FEATURES]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown features {unknown}; allowed: {list(FEATURES)}")
-    return names
 
 
 def main(argv=None) -> int:
