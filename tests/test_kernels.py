@@ -269,6 +269,30 @@ def test_matmul_blocks_parallel_equals_serial_bitwise(shape, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_step_product_rows_by_u_and_u_transposed(dtype):
+    """A recurrence's per-step product, out = A U and A U^T: every row count from 0 to
+    SMALL_ROWS + 3 (the loops' four-row blocks and their remainders, then BLAS), inner
+    sizes that are and are not multiples of 4, odd output widths; rows of a larger
+    array as the recurrent kernels pass them; the numbers numpy gives, and nothing
+    outside the rows written."""
+    from fastbp.kernels import rowgemm
+    tol = (1e-5 if dtype == np.float32 else 1e-13)
+    for h, G in [(1, 1), (3, 7), (4, 12), (13, 39), (100, 400)]:
+        rng = rng_for("step-product", h, G, np.dtype(dtype).name)
+        U = rng.standard_normal((h, G)).astype(dtype)
+        H = rng.standard_normal((rowgemm.SMALL_ROWS + 5, h)).astype(dtype)
+        D = rng.standard_normal((rowgemm.SMALL_ROWS + 5, G)).astype(dtype)
+        for n in range(rowgemm.SMALL_ROWS + 4):
+            for transpose, A, width in [(False, H, G), (True, D, h)]:
+                out = np.full((rowgemm.SMALL_ROWS + 5, width), 7.0, dtype=dtype)
+                rowgemm.step_product(A[:n], U, out[:n], transpose, False)
+                expect = A[:n].astype(np.float64) @ (U.T if transpose else U)
+                scale = tol * np.sqrt(A.shape[1]) * (1 + np.abs(expect))
+                assert_within(out[:n], expect, scale, f"n={n} h={h} G={G} T={transpose}")
+                assert np.all(out[n:] == 7.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(64, 250, 200), (128, 784, 512), (130, 300, 131),
                                    (1024, 300, 256), (64, 200, 250)], ids=shape_id)
 def test_forward_product_parallel_equals_serial_bitwise(shape, dtype):

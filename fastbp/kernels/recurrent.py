@@ -60,7 +60,9 @@ The forward takes the input projection x W of every step as one product (R
 rows) into the cache, and adds the biases in each step's gate loops.  Samples
 are sorted by length (longest first, ties in batch order) so that at
 each step the active samples are a prefix, and the per-step product runs only
-on them, as PyTorch's packed sequences.  A batch of at least
+on them, as PyTorch's packed sequences (a few rows by U: loops that read U in
+place, :mod:`fastbp.kernels.rowgemm`, rather than BLAS, which copies all of U
+per call).  A batch of at least
 GROUPS * MIN_GROUP_ROWS samples is dealt into GROUPS interleaved groups (sorted
 rows 0, 2, 4, ... and 1, 3, 5, ...: both get long and short sequences), each
 running its own recurrence, in ``prange`` when ``parallel``.  The groups are
@@ -79,6 +81,7 @@ from .._config import FASTMATH, jit, jit_always_inline, jit_parallel, unliteral
 from .activations import exp32, sigmoid, tanh32
 from .elementwise import activate_row, column_sums, scale_by_derivative_row
 from .gemm import matmul
+from .rowgemm import step_product
 
 RNN = 0
 LSTM = 1
@@ -421,7 +424,7 @@ def _forward_group(cell, act, U, b, b_rec, lengths, starts, T, reverse, rows, ga
         if s == 0:
             Q[:active, :] = 0
         else:
-            matmul(H[:active], U, Q[:active], parallel)
+            step_product(H[:active], U, Q[:active], False, parallel)
         for k in range(active):
             i = rows[k]
             t = lengths[i] - 1 - s if reverse else s
@@ -540,7 +543,7 @@ def _backward_group(cell, act, U, lengths, starts, T, reverse, full, streams, ro
                 _cell_backward(cell, act, gr, er, ep, first, hr, hp, zeros, dh, dc,
                                da if cell == GRU else out, out, CD[k * S + a])
         if not first:
-            matmul(D[:active * S], U.T, CU[:active * S], parallel)
+            step_product(D[:active * S], U, CU[:active * S], True, parallel)
 
 
 @jit_parallel
