@@ -432,3 +432,29 @@ def test_a_second_call_compiles_nothing():
     run_kernels(GRU, act, x, p, lengths, g, reverse=True, truncate=2)
     assert (len(krec.recurrent_forward.signatures),
             len(krec.recurrent_backward.signatures)) == counts
+
+
+def test_deal_balances_groups_by_cost_and_keeps_each_longest_first():
+    """The groups a batch is dealt into: equal counts (at most ceil(m / groups)), every
+    sample once, each group longest first, and the slower group's cost (steps run plus
+    rows stepped) no higher than dealing in turn gave, and lower over all batches."""
+    rng = np.random.default_rng(7)
+    totals = np.zeros(2)
+
+    def cost(ls):
+        return (max(ls) + sum(ls)) if len(ls) else 0
+    for m in (16, 17, 31, 32):
+        for _ in range(50):
+            lengths = rng.integers(1, 60, size=m).astype(np.int64)
+            rows, bounds = krec._deal(lengths, 2)
+            assert sorted(rows.tolist()) == list(range(m))
+            parts = [rows[bounds[g]:bounds[g + 1]] for g in range(2)]
+            assert all(len(p) <= (m + 1) // 2 for p in parts)
+            for p in parts:
+                assert np.all(np.diff(lengths[p]) <= 0)
+            order = krec._sorted_by_length(lengths)
+            turns = max(cost(lengths[order[g::2]].tolist()) for g in range(2))
+            dealt = max(cost(lengths[p].tolist()) for p in parts)
+            assert dealt <= turns
+            totals += dealt, turns
+    assert totals[0] < 0.98 * totals[1]
