@@ -69,7 +69,11 @@ def _finite(x, big):
 
 # Scalars are cast to the array's dtype first, so a float32 buffer is updated in
 # float32 arithmetic (as torch does) and the loops vectorise at full width; `&`
-# instead of `and` keeps the finiteness test free of branches.
+# instead of `and` keeps the finiteness test free of branches.  Each element's old
+# values are read before anything is stored, so keeping one is a choice between two
+# values in registers: re-read after the stores (``p[i] = pn if ok else p[i]``), it
+# was a load on one branch only, and the loop ran element by element (Adam on 2,285
+# float64 elements: 10.7 -> 5.1 us; SGD with momentum, with the change below, 3.6 -> 2.1).
 
 
 @jit
@@ -78,28 +82,27 @@ def _sgd_chunk(p, g, buf, lr, momentum, dampening, nesterov, weight_decay,
     T = p.dtype.type
     big_ = T(big)
     lr_, mu, damp, wd, scale = T(lr), T(momentum), T(1 - dampening), T(weight_decay), T(grad_scale)
-    use_wd = weight_decay != 0
     bad = 0
+    # d + wd p with wd = 0 adds nothing (p is finite: a non-finite update is refused);
+    # an `if weight_decay` inside the loop kept it from vectorising.
     if momentum == 0:
         for i in range(p.shape[0]):
-            d = g[i] * scale
-            if use_wd:
-                d = d + wd * p[i]
-            pn = p[i] - lr_ * d
+            pi = p[i]
+            d = g[i] * scale + wd * pi
+            pn = pi - lr_ * d
             ok = _finite(pn, big_)
-            p[i] = pn if ok else p[i]
+            p[i] = pn if ok else pi
             bad += 0 if ok else 1
         return bad
     for i in range(p.shape[0]):
-        d = g[i] * scale
-        if use_wd:
-            d = d + wd * p[i]
-        b = d if first_step else mu * buf[i] + damp * d
+        pi, bi = p[i], buf[i]
+        d = g[i] * scale + wd * pi
+        b = d if first_step else mu * bi + damp * d
         d = d + mu * b if nesterov else b
-        pn = p[i] - lr_ * d
+        pn = pi - lr_ * d
         ok = _finite(pn, big_) & _finite(b, big_)
-        buf[i] = b if ok else buf[i]
-        p[i] = pn if ok else p[i]
+        buf[i] = b if ok else bi
+        p[i] = pn if ok else pi
         bad += 0 if ok else 1
     return bad
 
@@ -151,28 +154,30 @@ def _adam_chunk(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, amsgrad,
     bad = 0
     if amsgrad:
         for i in range(p.shape[0]):
+            p0, m0, v0, x0 = p[i], m[i], v[i], vmax[i]
             d = g[i] * scale
-            pi = p[i] * decay if use_decay else p[i]
+            pi = p0 * decay if use_decay else p0
             d = d + wd * pi if use_l2 else d
-            mi, vi = _adam_moments(d, m[i], v[i], w1, b2, w2)
+            mi, vi = _adam_moments(d, m0, v0, w1, b2, w2)
             # AMSGrad: the denominator uses the running maximum of v.
-            vhat = vi if vi > vmax[i] else vmax[i]
+            vhat = vi if vi > x0 else x0
             pn = pi - step_ * (mi / (math.sqrt(vhat) * inv_bc2 + eps_))
             ok = _finite(pn, big_) & _finite(mi, big_) & _finite(vi, big_)
-            vmax[i] = vhat if ok else vmax[i]
-            m[i] = mi if ok else m[i]
-            v[i] = vi if ok else v[i]
-            p[i] = pn if ok else p[i]
+            vmax[i] = vhat if ok else x0
+            m[i] = mi if ok else m0
+            v[i] = vi if ok else v0
+            p[i] = pn if ok else p0
             bad += 0 if ok else 1
         return bad
     for i in range(p.shape[0]):
+        p0, m0, v0 = p[i], m[i], v[i]
         d = g[i] * scale
-        pi = p[i] * decay if use_decay else p[i]
+        pi = p0 * decay if use_decay else p0
         d = d + wd * pi if use_l2 else d
-        pn, mi, vi, ok = _adam_element(d, pi, m[i], v[i], c)
-        m[i] = mi if ok else m[i]
-        v[i] = vi if ok else v[i]
-        p[i] = pn if ok else p[i]
+        pn, mi, vi, ok = _adam_element(d, pi, m0, v0, c)
+        m[i] = mi if ok else m0
+        v[i] = vi if ok else v0
+        p[i] = pn if ok else p0
         bad += 0 if ok else 1
     return bad
 
@@ -192,10 +197,11 @@ def _sparse_adam_rows(E, G, rows, u0, u1, m, v, hp, lr, bc, grad_scale, big):
         r = rows[u]
         p, g, mr, vr = E[r], G[u], m[r], v[r]
         for i in range(p.shape[0]):
-            pn, mi, vi, ok = _adam_element(g[i] * scale, p[i], mr[i], vr[i], c)
-            mr[i] = mi if ok else mr[i]
-            vr[i] = vi if ok else vr[i]
-            p[i] = pn if ok else p[i]
+            p0, m0, v0 = p[i], mr[i], vr[i]
+            pn, mi, vi, ok = _adam_element(g[i] * scale, p0, m0, v0, c)
+            mr[i] = mi if ok else m0
+            vr[i] = vi if ok else v0
+            p[i] = pn if ok else p0
             bad += 0 if ok else 1
     return bad
 
@@ -208,14 +214,15 @@ def _adagrad_chunk(p, g, acc, clr, eps, weight_decay, grad_scale, big):
     use_wd = weight_decay != 0
     bad = 0
     for i in range(p.shape[0]):
+        p0, a0 = p[i], acc[i]
         d = g[i] * scale
         if use_wd:
-            d = d + wd * p[i]
-        a = acc[i] + d * d
-        pn = p[i] - clr_ * (d / (math.sqrt(a) + eps_))
+            d = d + wd * p0
+        a = a0 + d * d
+        pn = p0 - clr_ * (d / (math.sqrt(a) + eps_))
         ok = _finite(pn, big_) & _finite(a, big_)
-        acc[i] = a if ok else acc[i]
-        p[i] = pn if ok else p[i]
+        acc[i] = a if ok else a0
+        p[i] = pn if ok else p0
         bad += 0 if ok else 1
     return bad
 
@@ -257,35 +264,38 @@ def _rmsprop_chunk(p, g, sq, buf, gavg, lr, alpha, eps, weight_decay, momentum,
     # One loop per set of stored vectors (see the note at the top).
     if centered and use_mu:
         for i in range(p.shape[0]):
-            pn, s, b, ga, ok = _rmsprop_element(p[i], g[i], sq[i], buf[i], gavg[i], *hyper,
-                                                True, True, big_)
-            sq[i] = s if ok else sq[i]
-            buf[i] = b if ok else buf[i]
-            gavg[i] = ga if ok else gavg[i]
-            p[i] = pn if ok else p[i]
+            p0, s0, b0, ga0 = p[i], sq[i], buf[i], gavg[i]
+            pn, s, b, ga, ok = _rmsprop_element(p0, g[i], s0, b0, ga0, *hyper, True, True, big_)
+            sq[i] = s if ok else s0
+            buf[i] = b if ok else b0
+            gavg[i] = ga if ok else ga0
+            p[i] = pn if ok else p0
             bad += 0 if ok else 1
     elif centered:
         for i in range(p.shape[0]):
-            pn, s, b, ga, ok = _rmsprop_element(p[i], g[i], sq[i], zero, gavg[i], *hyper,
-                                                True, False, big_)
-            sq[i] = s if ok else sq[i]
-            gavg[i] = ga if ok else gavg[i]
-            p[i] = pn if ok else p[i]
+            p0, s0, ga0 = p[i], sq[i], gavg[i]
+            pn, s, b, ga, ok = _rmsprop_element(p0, g[i], s0, zero, ga0, *hyper, True, False,
+                                                big_)
+            sq[i] = s if ok else s0
+            gavg[i] = ga if ok else ga0
+            p[i] = pn if ok else p0
             bad += 0 if ok else 1
     elif use_mu:
         for i in range(p.shape[0]):
-            pn, s, b, ga, ok = _rmsprop_element(p[i], g[i], sq[i], buf[i], zero, *hyper,
-                                                False, True, big_)
-            sq[i] = s if ok else sq[i]
-            buf[i] = b if ok else buf[i]
-            p[i] = pn if ok else p[i]
+            p0, s0, b0 = p[i], sq[i], buf[i]
+            pn, s, b, ga, ok = _rmsprop_element(p0, g[i], s0, b0, zero, *hyper, False, True,
+                                                big_)
+            sq[i] = s if ok else s0
+            buf[i] = b if ok else b0
+            p[i] = pn if ok else p0
             bad += 0 if ok else 1
     else:
         for i in range(p.shape[0]):
-            pn, s, b, ga, ok = _rmsprop_element(p[i], g[i], sq[i], zero, zero, *hyper,
-                                                False, False, big_)
-            sq[i] = s if ok else sq[i]
-            p[i] = pn if ok else p[i]
+            p0, s0 = p[i], sq[i]
+            pn, s, b, ga, ok = _rmsprop_element(p0, g[i], s0, zero, zero, *hyper, False, False,
+                                                big_)
+            sq[i] = s if ok else s0
+            p[i] = pn if ok else p0
             bad += 0 if ok else 1
     return bad
 
@@ -298,17 +308,18 @@ def _adadelta_chunk(p, g, sq, acc_delta, lr, rho, eps, weight_decay, grad_scale,
     use_wd = weight_decay != 0
     bad = 0
     for i in range(p.shape[0]):
+        p0, s0, u0 = p[i], sq[i], acc_delta[i]
         d = g[i] * scale
         if use_wd:
-            d = d + wd * p[i]
-        s = sq[i] * r + w * d * d
-        delta = math.sqrt(acc_delta[i] + eps_) / math.sqrt(s + eps_) * d
-        u = acc_delta[i] * r + w * delta * delta
-        pn = p[i] - lr_ * delta
+            d = d + wd * p0
+        s = s0 * r + w * d * d
+        delta = math.sqrt(u0 + eps_) / math.sqrt(s + eps_) * d
+        u = u0 * r + w * delta * delta
+        pn = p0 - lr_ * delta
         ok = _finite(pn, big_) & _finite(s, big_) & _finite(u, big_)
-        sq[i] = s if ok else sq[i]
-        acc_delta[i] = u if ok else acc_delta[i]
-        p[i] = pn if ok else p[i]
+        sq[i] = s if ok else s0
+        acc_delta[i] = u if ok else u0
+        p[i] = pn if ok else p0
         bad += 0 if ok else 1
     return bad
 
@@ -323,19 +334,20 @@ def _yogi_chunk(p, g, m, v, lr, beta1, beta2, eps, weight_decay, grad_scale, big
     use_wd = weight_decay != 0
     bad = 0
     for i in range(p.shape[0]):
+        p0, m0, v0 = p[i], m[i], v[i]
         d = g[i] * scale
         if use_wd:
-            d = d + wd * p[i]
-        mi = b1 * m[i] + w1 * d
+            d = d + wd * p0
+        mi = b1 * m0 + w1 * d
         d2 = d * d
-        diff = v[i] - d2
+        diff = v0 - d2
         sign = one if diff > zero else (-one if diff < zero else zero)
-        vi = v[i] - w2 * sign * d2
-        pn = p[i] - lr_ * mi / (math.sqrt(vi) + eps_)
+        vi = v0 - w2 * sign * d2
+        pn = p0 - lr_ * mi / (math.sqrt(vi) + eps_)
         ok = _finite(pn, big_) & _finite(mi, big_) & _finite(vi, big_)
-        m[i] = mi if ok else m[i]
-        v[i] = vi if ok else v[i]
-        p[i] = pn if ok else p[i]
+        m[i] = mi if ok else m0
+        v[i] = vi if ok else v0
+        p[i] = pn if ok else p0
         bad += 0 if ok else 1
     return bad
 
