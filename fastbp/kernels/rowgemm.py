@@ -8,10 +8,10 @@ of U into its own layout on every call.  For 16 x 100 by 100 x 400 that copy
 costs as much as the arithmetic, and at n = 3 it is nine tenths of the call.
 These loops read U where it lies:
 
-* :func:`rows_by`    out = A B: every output row is a sum of rows of B, four
-  rows of A against four rows of B per pass over an output row;
-* :func:`rows_by_t`  out = A B^T: every output element is a dot product of a
-  row of A and a row of B, four rows of A against two of B at a time.
+* out = A B: every output row is a sum of rows of B, four rows of A against
+  four rows of B per pass over an output row (:func:`_four_rows_by`);
+* out = A B^T: every output element is a dot product of a row of A and a row
+  of B, four rows of A against two of B at a time (:func:`_four_rows_by_t`).
 
 Each output element is computed by the same compiled code whatever calls it,
 so the results are the same bits at any thread count.  Microseconds per call,
@@ -102,20 +102,6 @@ def _one_row_by(A, B, out, i):
 
 
 @jit
-def rows_by(A, B, out):
-    """out <- A B.  A : (m, k) with contiguous rows; B : (k, n), C order; out : (m, n), C
-    order.  Four rows at a time, the rest one by one."""
-    m = A.shape[0]
-    i = 0
-    while i + 4 <= m:
-        _four_rows_by(A, B, out, i)
-        i += 4
-    while i < m:
-        _one_row_by(A, B, out, i)
-        i += 1
-
-
-@jit
 def _four_rows_by_t(A, B, out, i):
     """out[i:i+4] <- A[i:i+4] B^T."""
     n_out = B.shape[0]
@@ -167,30 +153,27 @@ def _one_row_by_t(A, B, out, i):
 
 
 @jit
-def rows_by_t(A, B, out):
-    """out <- A B^T.  A : (m, k) with contiguous rows; B : (n, k), C order; out : (m, n).
-    Four rows at a time, the rest one by one."""
-    m = A.shape[0]
-    i = 0
-    while i + 4 <= m:
-        _four_rows_by_t(A, B, out, i)
-        i += 4
-    while i < m:
-        _one_row_by_t(A, B, out, i)
-        i += 1
-
-
-@jit
 def step_product(A, U, out, transpose, parallel):
     """out <- A U (transpose False) or A U^T (True): a recurrence's per-step product.
-    U : (h, G), C order.  At most SMALL_ROWS rows of A run as the loops above, more
+    A : (m, k) with contiguous rows; U : (h, G), C order; out : (m, G) or (m, h), C order.
+    Up to SMALL_ROWS rows: four rows of A at a time, the rest one by one; more go
     through :func:`fastbp.kernels.gemm.matmul` (``parallel`` its blocks)."""
-    if A.shape[0] <= SMALL_ROWS:
+    m = A.shape[0]
+    if m > SMALL_ROWS:
         if transpose:
-            rows_by_t(A, U, out)
+            matmul(A, U.T, out, parallel)
         else:
-            rows_by(A, U, out)
-    elif transpose:
-        matmul(A, U.T, out, parallel)
-    else:
-        matmul(A, U, out, parallel)
+            matmul(A, U, out, parallel)
+        return
+    i = 0
+    while i < m:
+        four = i + 4 <= m
+        if four and transpose:
+            _four_rows_by_t(A, U, out, i)
+        elif four:
+            _four_rows_by(A, U, out, i)
+        elif transpose:
+            _one_row_by_t(A, U, out, i)
+        else:
+            _one_row_by(A, U, out, i)
+        i += 4 if four else 1
