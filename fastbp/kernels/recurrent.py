@@ -66,7 +66,7 @@ per call).  A batch of at least
 GROUPS * MIN_GROUP_ROWS samples is dealt into GROUPS groups of equal counts and
 near-equal cost (:func:`_deal`: both get long and short sequences), each
 running its own recurrence, in ``prange`` when ``parallel``.  The groups are
-fixed by the batch size, never by the thread count, and every sum is taken in
+fixed by the batch's lengths, never by the thread count, and every sum is taken in
 a fixed order, so the results are the same bits for any number of threads.
 """
 from __future__ import annotations
