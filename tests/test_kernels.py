@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import zlib
 
+import numba
 import numpy as np
 import pytest
 
@@ -27,6 +28,7 @@ from fastbp.kernels import elementwise as kelem
 from fastbp.kernels import losses as kloss
 from fastbp.kernels import optim as koptim
 from fastbp.kernels import random as krandom
+from fastbp.kernels import rowgemm as krowgemm
 from helpers import DTYPES, assert_within, call_kernel, rtol_for
 
 ACTIVATIONS = ref.ACTIVATIONS
@@ -270,26 +272,37 @@ def test_matmul_blocks_parallel_equals_serial_bitwise(shape, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_step_product_rows_by_u_and_u_transposed(dtype):
-    """A recurrence's per-step product, out = A U and A U^T: every row count from 0 to
-    SMALL_ROWS + 3 (the loops' four-row blocks and their remainders, then BLAS), inner
-    sizes that are and are not multiples of 4, odd output widths; rows of a larger
-    array as the recurrent kernels pass them; the numbers numpy gives, and nothing
-    outside the rows written."""
-    from fastbp.kernels import rowgemm
+    """A recurrence's per-step product, out = A U forward and A U^T (U^T as the backward
+    copies it) backward: every row count from 0 to SMALL_ROWS + 3 (the loops' four-row
+    blocks and their remainders, then BLAS), inner sizes that are and are not multiples
+    of 4, odd output widths; rows of a larger array as the recurrent kernels pass them;
+    the numbers numpy gives, the same bits from a serial and a parallel caller, and
+    nothing outside the rows written."""
     tol = (1e-5 if dtype == np.float32 else 1e-13)
     for h, G in [(1, 1), (3, 7), (4, 12), (13, 39), (100, 400)]:
         rng = rng_for("step-product", h, G, np.dtype(dtype).name)
         U = rng.standard_normal((h, G)).astype(dtype)
-        H = rng.standard_normal((rowgemm.SMALL_ROWS + 5, h)).astype(dtype)
-        D = rng.standard_normal((rowgemm.SMALL_ROWS + 5, G)).astype(dtype)
-        for n in range(rowgemm.SMALL_ROWS + 4):
-            for transpose, A, width in [(False, H, G), (True, D, h)]:
-                out = np.full((rowgemm.SMALL_ROWS + 5, width), 7.0, dtype=dtype)
-                rowgemm.step_product(A[:n], U, out[:n], transpose, False)
-                expect = A[:n].astype(np.float64) @ (U.T if transpose else U)
+        Ut = np.ascontiguousarray(U.T)
+        H = rng.standard_normal((krowgemm.SMALL_ROWS + 5, h)).astype(dtype)
+        D = rng.standard_normal((krowgemm.SMALL_ROWS + 5, G)).astype(dtype)
+        for n in range(krowgemm.SMALL_ROWS + 4):
+            for A, B in [(H, U), (D, Ut)]:
+                out = np.full((krowgemm.SMALL_ROWS + 5, B.shape[1]), 7.0, dtype=dtype)
+                krowgemm.step_product(A[:n], B, out[:n], False)
+                expect = A[:n].astype(np.float64) @ B
                 scale = tol * np.sqrt(A.shape[1]) * (1 + np.abs(expect))
-                assert_within(out[:n], expect, scale, f"n={n} h={h} G={G} T={transpose}")
+                assert_within(out[:n], expect, scale, f"n={n} h={h} G={G} B={B.shape}")
                 assert np.all(out[n:] == 7.0)
+                again = np.full_like(out, 7.0)
+                _step_products_in_prange(A[:n], B, again[:n])
+                np.testing.assert_array_equal(again, out)
+
+
+@numba.njit(parallel=True, fastmath=_config.FASTMATH)
+def _step_products_in_prange(A, B, out):
+    # the recurrent kernels call step_product inside prange (2 threads) or not (1 thread)
+    for _ in numba.prange(1):
+        krowgemm.step_product(A, B, out, False)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

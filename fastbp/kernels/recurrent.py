@@ -60,8 +60,9 @@ The forward takes the input projection x W of every step as one product (R
 rows) into the cache, and adds the biases in each step's gate loops.  Samples
 are sorted by length (longest first, ties in batch order) so that at
 each step the active samples are a prefix, and the per-step product runs only
-on them, as PyTorch's packed sequences (a few rows by U: loops that read U in
-place, :mod:`fastbp.kernels.rowgemm`, rather than BLAS, which copies all of U
+on them, as PyTorch's packed sequences (a few rows by U forward and by U^T,
+transposed once per backward call, backward: loops that read the matrix in
+place, :mod:`fastbp.kernels.rowgemm`, rather than BLAS, which copies all of it
 per call).  A batch of at least
 GROUPS * MIN_GROUP_ROWS samples is dealt into GROUPS groups of equal counts and
 near-equal cost (:func:`_deal`: both get long and short sequences), each
@@ -149,10 +150,10 @@ def _backward_group_size(cell, m, h, streams):
 
 @jit
 def _backward_shared_size(cell, m, T, h):
-    # dA (R, G), dQ (R, G; GRU only: elsewhere dQ is dA), Hprev (R, h), a zero row; sized
-    # for the padded layout R = m*T, the most rows any layout has.
+    # dA (R, G), dQ (R, G; GRU only: elsewhere dQ is dA), Hprev (R, h), a zero row and
+    # U^T (G, h); sized for the padded layout R = m*T, the most rows any layout has.
     G = n_gates(cell) * h
-    return m * T * (G + (G if cell == GRU else 0) + h) + h
+    return m * T * (G + (G if cell == GRU else 0) + h) + h + G * h
 
 
 @jit
@@ -363,6 +364,15 @@ def _copy(src, dst):
         dst[j] = src[j]
 
 
+@jit
+def _transpose_into(src, dst):
+    """dst (n, m) <- src (m, n)^T."""
+    for i in range(src.shape[0]):
+        row = src[i]
+        for j in range(row.shape[0]):
+            dst[j, i] = row[j]
+
+
 # -- the time loop of one group ------------------------------------------------------------
 
 
@@ -460,7 +470,7 @@ def _forward_group(cell, act, U, b, b_rec, lengths, starts, T, reverse, rows, ga
         if s == 0:
             Q[:active, :] = 0
         else:
-            step_product(H[:active], U, Q[:active], False, parallel)
+            step_product(H[:active], U, Q[:active], parallel)
         for k in range(active):
             i = rows[k]
             t = lengths[i] - 1 - s if reverse else s
@@ -521,13 +531,13 @@ def recurrent_forward(cell, act, x, W, U, b, b_rec, lengths, starts, T, reverse,
 
 
 @jit
-def _backward_group(cell, act, U, lengths, starts, T, reverse, full, streams, rows, out_seq,
+def _backward_group(cell, act, Ut, lengths, starts, T, reverse, full, streams, rows, out_seq,
                     gates, extra, g_seq, dA, dQ, Hprev, zeros, work, parallel):
     """BPTT over the samples ``rows`` (sorted longest first): writes their rows of dA, dQ
-    and Hprev.  full : one stream, never cut; else ``streams`` = k streams by age (module
-    docstring).  work : this group's _backward_group_size floats."""
+    and Hprev.  Ut : U^T (G, h), C order.  full : one stream, never cut; else ``streams``
+    = k streams by age (module docstring).  work : this group's _backward_group_size floats."""
     n = rows.shape[0]
-    h, G = U.shape
+    G, h = Ut.shape
     S = streams
     o = 0
     D = work[o:o + n * S * G].reshape((n * S, G))  # dq of every stream, sample-major
@@ -581,7 +591,7 @@ def _backward_group(cell, act, U, lengths, starts, T, reverse, full, streams, ro
                 _cell_backward(cell, act, gr, er, ep, first, hr, hp, zeros, dh, dc,
                                da if cell == GRU else out, out, CD[k * S + a])
         if not first:
-            step_product(D[:active * S], U, CU[:active * S], True, parallel)
+            step_product(D[:active * S], Ut, CU[:active * S], parallel)
 
 
 @jit_parallel
@@ -618,19 +628,24 @@ def recurrent_backward(cell, act, x, W, U, b_rec, lengths, starts, T, reverse, t
     zeros = work[o:o + h]
     _fill_zero(zeros)
     o += h
+    # U^T once per call, so that the per-step carry D U^T is rows of D times rows of
+    # U^T (rowgemm), not dot products, whose vectorised order depends on compilation
+    Ut = work[o:o + G * h].reshape((G, h))
+    _transpose_into(U, Ut)
+    o += G * h
     groups = n_groups(m)
     rows, bounds = _deal(lengths, groups)
     size = _backward_group_size(cell, m, h, streams)
     if parallel and groups > 1:
         for g0 in prange(groups):
             g = np.int64(g0)  # prange's index is unsigned
-            _backward_group(cell, act, U, lengths, starts, T, reverse, full, streams,
+            _backward_group(cell, act, Ut, lengths, starts, T, reverse, full, streams,
                             rows[bounds[g]:bounds[g + 1]], out_seq, gates, extra, g_seq, dA, dQ,
                             Hprev, zeros,
                             work[o + g * size:o + (g + 1) * size], unliteral(False))
     else:
         for g in range(groups):
-            _backward_group(cell, act, U, lengths, starts, T, reverse, full, streams,
+            _backward_group(cell, act, Ut, lengths, starts, T, reverse, full, streams,
                             rows[bounds[g]:bounds[g + 1]], out_seq, gates, extra, g_seq, dA, dQ,
                             Hprev, zeros,
                             work[o + g * size:o + (g + 1) * size], parallel and groups == 1)

@@ -30,20 +30,20 @@ may split them across threads.
 """
 from __future__ import annotations
 
-from .._config import jit
+from .._config import jit_strict
 from .gemm import matmul
 
 #: Products of at most this many rows run as the loops here.
 SMALL_ROWS = 32
 
 
-@jit
+@jit_strict
 def _zero_row(row):
     for j in range(row.shape[0]):
         row[j] = 0
 
 
-@jit
+@jit_strict
 def _four_rows_by(A, B, out, i):
     """out[i:i+4] <- A[i:i+4] B."""
     k_total = B.shape[0]
@@ -79,7 +79,7 @@ def _four_rows_by(A, B, out, i):
         k += 1
 
 
-@jit
+@jit_strict
 def _one_row_by(A, B, out, i):
     """out[i] <- A[i] B."""
     k_total = B.shape[0]
@@ -101,79 +101,21 @@ def _one_row_by(A, B, out, i):
         k += 1
 
 
-@jit
-def _four_rows_by_t(A, B, out, i):
-    """out[i:i+4] <- A[i:i+4] B^T."""
-    n_out = B.shape[0]
-    k_total = A.shape[1]
-    zero = out.dtype.type(0)
-    a0, a1, a2, a3 = A[i], A[i + 1], A[i + 2], A[i + 3]
-    c = 0
-    while c + 2 <= n_out:
-        p, q = B[c], B[c + 1]
-        s0 = s1 = s2 = s3 = zero
-        t0 = t1 = t2 = t3 = zero
-        for j in range(k_total):
-            pj, qj = p[j], q[j]
-            s0 += a0[j] * pj
-            s1 += a1[j] * pj
-            s2 += a2[j] * pj
-            s3 += a3[j] * pj
-            t0 += a0[j] * qj
-            t1 += a1[j] * qj
-            t2 += a2[j] * qj
-            t3 += a3[j] * qj
-        out[i, c], out[i + 1, c], out[i + 2, c], out[i + 3, c] = s0, s1, s2, s3
-        out[i, c + 1], out[i + 1, c + 1], out[i + 2, c + 1], out[i + 3, c + 1] = t0, t1, t2, t3
-        c += 2
-    while c < n_out:
-        p = B[c]
-        s0 = s1 = s2 = s3 = zero
-        for j in range(k_total):
-            pj = p[j]
-            s0 += a0[j] * pj
-            s1 += a1[j] * pj
-            s2 += a2[j] * pj
-            s3 += a3[j] * pj
-        out[i, c], out[i + 1, c], out[i + 2, c], out[i + 3, c] = s0, s1, s2, s3
-        c += 1
-
-
-@jit
-def _one_row_by_t(A, B, out, i):
-    """out[i] <- A[i] B^T."""
-    a = A[i]
-    zero = out.dtype.type(0)
-    for c in range(B.shape[0]):
-        p = B[c]
-        s = zero
-        for j in range(a.shape[0]):
-            s += a[j] * p[j]
-        out[i, c] = s
-
-
-@jit
-def step_product(A, U, out, transpose, parallel):
-    """out <- A U (transpose False) or A U^T (True): a recurrence's per-step product.
-    A : (m, k) with contiguous rows; U : (h, G), C order; out : (m, G) or (m, h), C order.
+@jit_strict
+def step_product(A, B, out, parallel):
+    """out <- A B: a recurrence's per-step product.
+    A : (m, k) with contiguous rows; B : (k, n), C order; out : (m, n), C order.
     Up to SMALL_ROWS rows: four rows of A at a time, the rest one by one; more go
     through :func:`fastbp.kernels.gemm.matmul` (``parallel`` its blocks)."""
     m = A.shape[0]
     if m > SMALL_ROWS:
-        if transpose:
-            matmul(A, U.T, out, parallel)
-        else:
-            matmul(A, U, out, parallel)
+        matmul(A, B, out, parallel)
         return
     i = 0
     while i < m:
-        four = i + 4 <= m
-        if four and transpose:
-            _four_rows_by_t(A, U, out, i)
-        elif four:
-            _four_rows_by(A, U, out, i)
-        elif transpose:
-            _one_row_by_t(A, U, out, i)
+        if i + 4 <= m:
+            _four_rows_by(A, B, out, i)
+            i += 4
         else:
-            _one_row_by(A, U, out, i)
-        i += 4 if four else 1
+            _one_row_by(A, B, out, i)
+            i += 1
