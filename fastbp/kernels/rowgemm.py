@@ -6,23 +6,29 @@ n being the samples of a group still active at that step (at most 16 at batch
 32, often 1 to 3 near the end of a batch).  OpenBLAS copies (packs) the whole
 of U into its own layout on every call.  For 16 x 100 by 100 x 400 that copy
 costs as much as the arithmetic, and at n = 3 it is nine tenths of the call.
-These loops read U where it lies:
+These loops read the matrix where it lies.  Every output row is a sum of rows of
+the right-hand matrix, four rows of A against four of its rows per pass over an
+output row (:func:`_four_rows_by`); the backward's A U^T goes through a copy of
+U^T that the recurrent backward makes once per call (:mod:`fastbp.kernels.recurrent`).
 
-* out = A B: every output row is a sum of rows of B, four rows of A against
-  four rows of B per pass over an output row (:func:`_four_rows_by`);
-* out = A B^T: every output element is a dot product of a row of A and a row
-  of B, four rows of A against two of B at a time (:func:`_four_rows_by_t`).
+The loops are compiled without fastmath (:data:`fastbp._config.jit_strict`), so
+each output element is a sum in the source's order.  With ``reassoc`` the same
+loops gave different last bits in a serial caller (1 thread) and inside a
+``prange`` (2 threads) when compiled for another CPU model (``NUMBA_CPU_NAME=skylake``
+here; on CI's host without it).  Which loop differed was not isolated; the
+likely one is the old A U^T, dot products of rows, whose reductions only
+``reassoc`` lets LLVM vectorise.  Rows times rows need no reassociation to
+vectorise.  Microseconds per call, one thread, float32, U 100 x 400, AMD EPYC
+(Zen 3), medians of 7 runs of 2,000 calls, the mean of two alternating runs
+(this host is noisy: up to 20% between them; the OpenBLAS rows are from an
+earlier day); "fastmath" is the dot-product A U^T this replaced::
 
-Each output element is computed by the same compiled code whatever calls it,
-so the results are the same bits at any thread count.  Microseconds per call,
-one thread, float32, U 100 x 400, AMD EPYC (Zen 3), medians of 7 runs of 2,000
-calls, BLAS being OpenBLAS 0.3.30's sgemm through :func:`fastbp.kernels.gemm.matmul`::
-
-    rows n            1      3      8     16     32
-    A U     BLAS   37.1   37.7   32.6   41.4   82.4
-            here    1.8    5.6   12.1   20.4   49.2
-    A U^T   BLAS   37.5   45.9   42.8   47.3   64.9
-            here    3.8   11.1   15.4   29.0   50.2
+    rows n                    1      3      8     16     32
+    A U     OpenBLAS sgemm  37.1   37.7   32.6   41.4   82.4
+            here           4.3   10.2   18.3   34.6   63.9
+    A U^T   OpenBLAS sgemm  37.5   45.9   42.8   47.3   64.9
+            fastmath         4.4   11.3   11.8   26.2   62.2
+            here (via U^T)   4.8   12.0   29.3   50.0  104.9
 
 :func:`step_product` hands products of more than SMALL_ROWS rows (a truncated
 backward's streams side by side) to :func:`fastbp.kernels.gemm.matmul`, which
