@@ -364,15 +364,6 @@ def _copy(src, dst):
         dst[j] = src[j]
 
 
-@jit
-def _transpose_into(src, dst):
-    """dst (n, m) <- src (m, n)^T."""
-    for i in range(src.shape[0]):
-        row = src[i]
-        for j in range(row.shape[0]):
-            dst[j, i] = row[j]
-
-
 # -- the time loop of one group ------------------------------------------------------------
 
 
@@ -631,7 +622,7 @@ def recurrent_backward(cell, act, x, W, U, b_rec, lengths, starts, T, reverse, t
     # U^T once per call, so that the per-step carry D U^T is rows of D times rows of
     # U^T (rowgemm), not dot products, whose vectorised order depends on compilation
     Ut = work[o:o + G * h].reshape((G, h))
-    _transpose_into(U, Ut)
+    Ut[:, :] = U.T
     o += G * h
     groups = n_groups(m)
     rows, bounds = _deal(lengths, groups)
