@@ -17,6 +17,7 @@ import numba
 from ._validation import check_int
 
 _blas_controller = None
+_requested = None  # the count a user last passed to set_num_threads
 
 
 def _load_blas():
@@ -38,12 +39,13 @@ def pin_blas() -> None:
     _blas_controller = libs
 
 
-def set_num_threads(n: int) -> None:
+def set_num_threads(n: int, requested: bool = True) -> None:
     """Use ``n`` threads for fastbp's parallel loops (BLAS blocks included).
 
     ``n`` must lie in [1, numba.config.NUMBA_NUM_THREADS] (the number of cores
     unless ``NUMBA_NUM_THREADS`` says otherwise).  The same seed gives the same
-    weights at any ``n``.
+    weights at any ``n``.  (``requested=False``: fastbp's own choice, as a
+    distributed fit's, not remembered as the user's.)
     """
     limit = numba.config.NUMBA_NUM_THREADS
     n = check_int("number of threads", n, 1)
@@ -51,6 +53,14 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"number of threads must be <= {limit} (NUMBA_NUM_THREADS), got {n}")
     numba.set_num_threads(n)
     pin_blas()
+    if requested:
+        global _requested
+        _requested = n
+
+
+def requested() -> int | None:
+    """The thread count a user asked for with set_num_threads, or None."""
+    return _requested
 
 
 def get_num_threads() -> int:

@@ -403,6 +403,13 @@ class Plan:
         G = self.work.row_grads[go:go + cap * d].reshape(cap, d)[:n]
         return rows, G
 
+    def row_buffers(self, t: int):
+        """(rows, gradients) of table t at full capacity, to be written (then set
+        ``work.n_rows[t]``)."""
+        cap, ro, go = (int(self.tables[t, c]) for c in (C.ROW_CAP, C.ROWS_OFF, C.GRAD_OFF))
+        d = int(self.tables[t, C.DIM])
+        return self.work.rows[ro:ro + cap], self.work.row_grads[go:go + cap * d].reshape(cap, d)
+
     def data(self, xf, xi, yf, yi, lengths=None, tokens=None, steps=1) -> Data:
         if lengths is None:
             lengths = np.ones(1, dtype=_I64)

@@ -32,7 +32,7 @@ from ..engine.drivers import Compiled, Layerwise
 from ..engine.graph import Value, collect
 from ..engine.planner import Layout, Plan
 from ..schedules import Schedule, checked_rate
-from ..threads import pin_blas
+from ..threads import get_num_threads, pin_blas
 from .history import DivergenceError, History, divergence_message
 
 _I64 = np.int64
@@ -387,7 +387,7 @@ class Model:
     def fit(self, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             seed: int | None = None, validation_data=None, schedule: Schedule | None = None,
             verbose: int = 0, callbacks=None, initial_epoch: int | None = None,
-            accumulate: int = 1) -> History:
+            accumulate: int = 1, distributed: bool = False, hogwild: bool = False) -> History:
         """Train for ``epochs`` passes over (X, y) in minibatches.
 
         X : an array (one input), a list of arrays in ``inputs`` order, or a dict by
@@ -397,6 +397,12 @@ class Model:
         progress bar per epoch (tqdm), 2 one line per epoch.  callbacks: see
         :mod:`fastbp.callbacks`.  accumulate = k sums the gradients of k consecutive
         minibatches and updates once (one step on a k-times larger batch).
+        distributed: synchronous data parallelism over the ranks of ``mpiexec -n R``
+        (extra ``fastbp[mpi]``; see :mod:`fastbp.distributed`): each global minibatch
+        is split across the ranks, the gradients summed, the same update made on every
+        rank; rank 0 alone runs the callbacks and prints.  hogwild: minibatches dealt to
+        ``get_num_threads()`` threads that update the shared weights without locks (not
+        deterministic; compiled models without accumulation).
         Returns a :class:`History`.
         """
         self._require_compiled()
@@ -415,6 +421,23 @@ class Model:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             vdata, nv = self._data(validation_data[0], validation_data[1], "validation X",
                                    "validation y")
+        for name, flag in (("distributed", distributed), ("hogwild", hogwild)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        if distributed and hogwild:
+            raise ValueError("fit: distributed=True and hogwild=True exclude each other (one "
+                             "is synchronous over ranks, the other lock-free over threads)")
+        if hogwild and (accumulate != 1 or isinstance(self._driver, Layerwise)):
+            kind = "per-layer" if isinstance(self._driver, Layerwise) else "compiled"
+            raise ValueError(f"fit(hogwild=True) runs the compiled engine without "
+                             f"accumulation; got accumulate={accumulate} and a {kind} model")
+        callbacks = list(callbacks or [])
+        for cb in callbacks:
+            if not all(callable(getattr(cb, name, None)) for name in
+                       ("set_model", "on_train_begin", "on_epoch_end", "on_train_end")):
+                raise TypeError(f"callback {cb!r} must provide set_model, on_train_begin, "
+                                f"on_epoch_end and on_train_end (subclass "
+                                f"fastbp.callbacks.Callback)")
         if initial_epoch is not None:
             self.epoch = check_int("initial_epoch", initial_epoch, 0)
         if seed is not None:
@@ -427,28 +450,59 @@ class Model:
         accumulate = min(accumulate, n_batches)
         steps = data.steps if validation_data is None else max(data.steps, vdata.steps)
         self._workspace(batch_size, accumulate, steps)
+        driver, session = self._driver, None
+        if distributed:
+            from .. import distributed as _dist
+            fit_args = {"epochs": epochs, "batch_size": batch_size, "accumulate": accumulate,
+                        "shuffle": bool(shuffle), "seed": seed, "initial_epoch": initial_epoch,
+                        "schedule": repr(schedule), "validation": validation_data is not None}
+            session = _dist.begin(self, data, n, batch_size, fit_args)
+            if session is not None:
+                self._seed_stream()
+                driver = _dist.DataParallel(self._driver, session, self._dropout_seed)
+                if session.rank != 0:  # rank 0 alone runs the callbacks and prints
+                    callbacks, verbose = None, 0
+        elif hogwild:
+            from .. import distributed as _dist
+            driver = _dist.Hogwild(self._driver, get_num_threads())
         sizes = np.full(n_batches, batch_size, dtype=np.float64)
         sizes[-1] = n - batch_size * (n_batches - 1)
         history = History()
         self.stop_training = False
         callbacks = list(callbacks or [])
         for cb in callbacks:
-            if not all(callable(getattr(cb, name, None)) for name in
-                       ("set_model", "on_train_begin", "on_epoch_end", "on_train_end")):
-                raise TypeError(f"callback {cb!r} must provide set_model, on_train_begin, "
-                                f"on_epoch_end and on_train_end (subclass "
-                                f"fastbp.callbacks.Callback)")
-        for cb in callbacks:
             cb.set_model(self)
             cb.on_train_begin()
-        per_epoch = bool(callbacks) or validation_data is not None or verbose != 0
+        # every rank of a distributed fit runs an epoch per call (rank 0's stop_training
+        # is broadcast after each)
+        per_epoch = (bool(callbacks) or validation_data is not None or verbose != 0
+                     or session is not None)
+        held, self._driver = self._driver, driver
+        try:
+            self._fit_loop(data, n, epochs, batch_size, accumulate, shuffle, schedule,
+                           verbose, callbacks, validation_data and (vdata, nv), session,
+                           n_batches, sizes, per_epoch, history)
+        finally:
+            self._driver = held
+        for cb in callbacks:
+            cb.on_train_end()
+        return history
+
+    def _fit_loop(self, data, n, epochs, batch_size, accumulate, shuffle, schedule, verbose,
+                  callbacks, validation, session, n_batches, sizes, per_epoch, history):
+        """fit's epochs (arguments checked, workspace sized, callbacks begun)."""
+        validation_data = validation
+        if validation:
+            vdata, nv = validation
         # Compiled calls of about FIRST_CALL_STEPS minibatches first, then of as many as
         # take CALL_SECONDS: whole epochs per call without per-epoch hooks, an epoch cut
         # into calls when it is longer, so that Ctrl-C (looked at between calls) stops a
-        # fit soon after the call in progress.
+        # fit soon after the call in progress.  (Under mpiexec Ctrl-C ends the job.)
         cap = max(1, (1 << 22) // n)
         per_call = FIRST_CALL_STEPS  # minibatches per compiled call, then as measured
-        with _deferred_interrupt() as interrupted:
+        guard = _deferred_interrupt() if session is None else contextlib.nullcontext(
+            lambda: False)
+        with guard as interrupted:
             epoch = 0
             while epoch < epochs and not self.stop_training:
                 partial = self._take_partial(n, batch_size, accumulate)
@@ -521,6 +575,10 @@ class Model:
                               f"({logs['time'] * 1e3:.1f} ms)", flush=True)
                     for cb in callbacks:
                         cb.on_epoch_end(self.epoch - 1, logs)
+                if session is not None:  # rank 0's decision, for every rank
+                    flag = np.array([1 if self.stop_training else 0], dtype=np.int64)
+                    session.bcast(flag, "the broadcast of stop_training")
+                    self.stop_training = bool(flag[0])
                 if status:
                     e = epoch + done
                     self._raise_on(status, losses[done, step], e, step)
@@ -529,9 +587,6 @@ class Model:
                     raise KeyboardInterrupt(f"fit interrupted after epoch {self.epoch} (optimizer "
                                             f"step {int(self.optimizer.step[0])}); the model is "
                                             f"as those epochs left it")
-        for cb in callbacks:
-            cb.on_train_end()
-        return history
 
     def _permutations(self, count, n, shuffle):
         """(count, n) sample orders, one row an epoch.  ``permuted`` shuffles the rows
