@@ -48,6 +48,10 @@ from .engine import codes as C
 #: Seconds a rank waits for the others at one collective before it gives up.
 TIMEOUT = float(os.environ.get("FASTBP_MPI_TIMEOUT", "300"))
 
+#: Seconds a rank polls a pending collective without sleeping (then it sleeps 0.1 ms
+#: between polls, leaving the cores to ranks that still compute).
+SPIN = 0.005
+
 _I64 = np.int64
 
 
@@ -101,13 +105,13 @@ class Session:
     def _wait(self, request, what):
         if request.Test():
             return
-        deadline = time.monotonic() + self.timeout
-        spins = 0
+        now = time.monotonic()
+        deadline, spin_until = now + self.timeout, now + SPIN
         while not request.Test():
-            spins += 1
-            if spins > 200:  # then let the other ranks' processes have the cores
-                time.sleep(2e-4)
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > spin_until:  # then let the other ranks' processes have the cores
+                time.sleep(1e-4)
+            if now > deadline:
                 _abandoned.append(self.comm)
                 raise DistributedError(
                     f"rank {self.rank} of {self.size} waited {self.timeout:g} s for the other "
@@ -366,9 +370,14 @@ class DataParallel:
             raise DistributedError(f"table {t}: {k} distinct rows in an update, room for "
                                    f"{rows_all.shape[0]}")
         rows_all[:k] = uniq[order]
-        merged = np.zeros((k, d), dtype=G.dtype)
-        np.add.at(merged, place[inverse], grads)  # in rank order, row by row
-        G_all[:k] = merged
+        merged = G_all[:k]
+        merged[:] = 0
+        target = place[inverse]
+        lo = 0
+        for r in range(s_.size):  # a rank's ids are distinct: one vector add per rank,
+            hi = lo + int(counts[r])  # in rank order
+            merged[target[lo:hi]] += grads[lo:hi]
+            lo = hi
         p.work.n_rows[t] = k
 
 

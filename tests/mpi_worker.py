@@ -35,6 +35,20 @@ def window():
     return m, X, rng.integers(0, 3, 83)
 
 
+def bilstm():
+    """A BiLSTM tagger over padded sentences of different lengths (the loss averaged
+    over the real tokens of the global minibatch), float64."""
+    ids = fb.Input(dtype="int64", sequence=True, name="ids")
+    h = L.Bidirectional(L.LSTM(5, 4))(L.Embedding(20, 5, padding_id=0)(ids))
+    m = fb.Model(ids, L.Dense(8, 3)(h), dtype="float64", seed=2)
+    m.compile(optimizer=fb.optim.Adam(lr=1e-2), loss="softmax_cross_entropy")
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(1, 9, 37)
+    words = fb.text.pad_sequences([rng.integers(1, 20, n) for n in lengths])
+    tags = fb.text.pad_sequences([rng.integers(0, 3, n) for n in lengths], padding_id=-1)
+    return m, words, tags
+
+
 class Faulty(L.Layer):
     """The identity, as a user's NumPy layer (the per-layer path), that raises or kills
     its process on one rank at its ``at``-th forward pass."""
@@ -76,6 +90,9 @@ def main(scenario, out):
             fb.set_num_threads(2)
     elif scenario == "window":
         m, X, y = window()
+    elif scenario == "bilstm":
+        m, X, y = bilstm()
+        fit["batch_size"] = 8
     elif scenario in ("raise", "die"):
         m, X, y = faulty(scenario, rank)
     elif scenario == "vanish":
@@ -87,6 +104,13 @@ def main(scenario, out):
         m, X, y = mlp()
         if rank == 1:
             X, y = X[:-1], y[:-1]
+    elif scenario == "disagree_model":
+        m, X, y = mlp()
+        if rank == 1:
+            m = fb.Sequential([L.Dense(6, 9, activation="tanh"), L.Dense(9, 3)],
+                              dtype="float64", seed=3)
+            m.compile(optimizer=fb.optim.Adam(lr=1e-2, clip_norm=0.5),
+                      loss="softmax_cross_entropy")
     elif scenario == "small_batch":
         m, X, y = mlp()
         fit["batch_size"] = size - 1

@@ -73,7 +73,7 @@ def out(tmp_path_factory):
     return tmp_path_factory.mktemp("mpi")
 
 
-@pytest.mark.parametrize("scenario", ["mlp", "window", "accumulate"])
+@pytest.mark.parametrize("scenario", ["mlp", "window", "accumulate", "bilstm"])
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_ranks_equal_one_process_and_replicas_are_identical(out, scenario, ranks):
     """float64: R ranks on the same global minibatches as one process, within 1e-12
@@ -97,7 +97,7 @@ def _fresh_params(scenario):
     spec = importlib.util.spec_from_file_location("mpi_worker", WORKER)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    m, _, _ = mod.window() if scenario == "window" else mod.mlp()
+    m, _, _ = getattr(mod, scenario if scenario in ("window", "bilstm") else "mlp")()
     return m.params.copy()
 
 
@@ -151,6 +151,15 @@ def test_ranks_that_disagree_on_the_data_size_raise_a_named_error(out):
     assert code != 0
     assert ("DistributedError: fit(distributed=True): rank(s) [1] differ from rank 0 on the "
             "number of training rows (rank 0: 101, rank 1: 100)") in text
+    assert seconds < 60
+
+
+def test_ranks_that_disagree_on_the_model_raise_a_named_error(out):
+    _needs_mpi()
+    code, text, seconds = _run("disagree_model", out, 2, timeout=120)
+    assert code != 0
+    assert text.count("DistributedError: fit(distributed=True): rank(s) [1] differ from "
+                      "rank 0 on the model (its config)") == 2, text  # both ranks say so
     assert seconds < 60
 
 
