@@ -26,6 +26,8 @@ MODULES = [
                      "load_vectors_npy", "embedding_matrix", "casing_ids", "affix_vocabulary",
                      "affix_ids", "read_conllu", "read_conll", "conlleval", "pad_sequences"]),
     ("fastbp.datasets", ["load_digits", "train_test_split"]),
+    ("fastbp.distributed", ["DistributedError", "shard", "threads_per_rank", "rank_seed",
+                            "Session"]),
 ]
 
 
