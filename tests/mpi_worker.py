@@ -5,6 +5,7 @@ for the reference run).  Each rank writes its weights to OUT/<scenario>-<rank>.n
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import numpy as np
@@ -62,7 +63,9 @@ class Faulty(L.Layer):
         if self.rank == 1 and self.calls == self.at:
             if self.how == "raise":
                 raise ValueError("rank 1's layer failed on purpose")
-            os._exit(3)  # the process dies without a word
+            if self.how == "killed":  # as the kernel's OOM killer would
+                os.kill(os.getpid(), signal.SIGKILL)
+            os._exit(3)  # the process ends without a word
         return x
 
     def backward(self, g):
@@ -93,7 +96,7 @@ def main(scenario, out):
     elif scenario == "bilstm":
         m, X, y = bilstm()
         fit["batch_size"] = 8
-    elif scenario in ("raise", "die"):
+    elif scenario in ("raise", "die", "killed"):
         m, X, y = faulty(scenario, rank)
     elif scenario == "vanish":
         m, X, y = mlp()

@@ -129,9 +129,16 @@ def test_a_rank_that_raises_stops_the_others_with_a_named_error(out):
 
 
 def test_a_rank_that_dies_ends_the_job(out):
+    """Killed by a signal (the OOM killer's SIGKILL): mpiexec says so and stops the other
+    ranks at once.  Gone through os._exit(3): it passes the exit code on."""
     _needs_mpi()
+    code, text, seconds = _run("killed", out, 2, timeout=120)
+    assert code == 9, text
+    assert "BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES" in text
+    assert "CLEANING UP REMAINING PROCESSES" in text
+    assert seconds < 60
     code, text, seconds = _run("die", out, 2, timeout=120)
-    assert code != 0, text
+    assert code == 3, text
     assert seconds < 60
 
 
