@@ -215,3 +215,92 @@ class LambdaCallback(Callback):
     def on_train_end(self):
         if self._end:
             self._end()
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the optimizer's learning rate by ``factor`` when ``monitor`` has not
+    improved by ``min_delta`` for ``patience`` epochs, then wait ``cooldown`` epochs
+    before counting again; never below ``min_lr``.  Keras's rule, argument for argument.
+    The rate it lowers is the optimizer's ``lr``, the base a ``schedule`` scales."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0,
+                 min_lr: float = 0.0, verbose: int = 0):
+        super().__init__()
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a string, got {monitor!r}")
+        self.monitor = monitor
+        self.factor = check_float("ReduceLROnPlateau factor", factor, low=0.0, high=1.0,
+                                  low_open=True, high_open=True)
+        self.patience = check_int("ReduceLROnPlateau patience", patience, 0)
+        self.mode = _check_mode(monitor, mode)
+        self.min_delta = check_float("ReduceLROnPlateau min_delta", min_delta, low=0.0)
+        self.cooldown = check_int("ReduceLROnPlateau cooldown", cooldown, 0)
+        self.min_lr = check_float("ReduceLROnPlateau min_lr", min_lr, low=0.0)
+        self.verbose = check_int("ReduceLROnPlateau verbose", verbose, 0)
+
+    def on_train_begin(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def on_epoch_end(self, epoch, logs):
+        value = _monitored(logs, self.monitor, "ReduceLROnPlateau")
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        better = (value < self.best - self.min_delta if self.mode == "min"
+                  else value > self.best + self.min_delta)
+        if better:
+            self.best, self.wait = value, 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = self.model.optimizer.lr
+                if old > self.min_lr:
+                    new = max(old * self.factor, self.min_lr)
+                    self.model.optimizer.lr = new
+                    if self.verbose:
+                        print(f"epoch {epoch + 1}: ReduceLROnPlateau lowers the learning rate "
+                              f"from {old:.4g} to {new:.4g}", flush=True)
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+class CSVLogger(Callback):
+    """Append each epoch's logs to a CSV file: a header ``epoch`` then the logs' keys
+    (sorted, from the first epoch written), one row per epoch (0-based, counted over
+    every fit), written and closed at once so that a fit that stops leaves whole rows.
+    ``append=False`` empties the file when training begins."""
+
+    def __init__(self, filename, separator: str = ",", append: bool = False):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        if not isinstance(separator, str) or len(separator) != 1 or separator in '"\n\r':
+            raise ValueError(f"CSVLogger separator must be one character other than a quote "
+                             f"or a newline, got {separator!r}")
+        self.separator = separator
+        self.append = bool(append)
+        self.keys = None
+
+    def on_train_begin(self):
+        import csv
+        self.keys = None
+        if self.append and os.path.exists(self.filename) and os.path.getsize(self.filename):
+            with open(self.filename, newline="") as f:
+                header = next(csv.reader(f, delimiter=self.separator), None)
+            self.keys = header[1:] if header and header[0] == "epoch" else None
+            return
+        with open(self.filename, "w", newline=""):
+            pass
+
+    def on_epoch_end(self, epoch, logs):
+        import csv
+        if self.keys is None:
+            self.keys = sorted(logs)
+            rows = [["epoch"] + self.keys]
+        else:
+            rows = []
+        rows.append([epoch] + [logs.get(k, "") for k in self.keys])
+        with open(self.filename, "a", newline="") as f:
+            csv.writer(f, delimiter=self.separator).writerows(rows)

@@ -387,7 +387,8 @@ class Model:
     def fit(self, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             seed: int | None = None, validation_data=None, schedule: Schedule | None = None,
             verbose: int = 0, callbacks=None, initial_epoch: int | None = None,
-            accumulate: int = 1, distributed: bool = False, hogwild: bool = False) -> History:
+            accumulate: int = 1, distributed: bool = False, hogwild: bool = False,
+            validation_split: float | None = None) -> History:
         """Train for ``epochs`` passes over (X, y) in minibatches.
 
         X : an array (one input), a list of arrays in ``inputs`` order, or a dict by
@@ -403,9 +404,18 @@ class Model:
         rank; rank 0 alone runs the callbacks and prints.  hogwild: minibatches dealt to
         ``get_num_threads()`` threads that update the shared weights without locks (not
         deterministic; compiled models without accumulation).
+        validation_split: the last fraction f of the rows (before shuffling, as Keras
+        takes them) held out as validation data; ``validation_data`` overrides it.
         Returns a :class:`History`.
         """
         self._require_compiled()
+        if validation_split is not None:
+            X, y, held = self._hold_out(X, y, validation_split)
+            if validation_data is None:
+                validation_data = held
+            else:
+                warnings.warn("fit: validation_data overrides validation_split (as in Keras)",
+                              RuntimeWarning, stacklevel=3)
         data, n = self._data(X, y)
         epochs = check_int("epochs", epochs, 0)
         batch_size = check_int("batch_size", batch_size, 1)
@@ -511,7 +521,7 @@ class Model:
                 if per_epoch:
                     for cb in callbacks:
                         if hasattr(cb, "on_epoch_begin"):
-                            cb.on_epoch_begin(epoch)
+                            cb.on_epoch_begin(self.epoch)  # counted over every fit
                 t0 = time.perf_counter()
                 start = 0 if partial is None else partial["next"]
                 lrs = self._learning_rates(schedule, self.epoch, count, n_batches, accumulate,
@@ -587,6 +597,24 @@ class Model:
                     raise KeyboardInterrupt(f"fit interrupted after epoch {self.epoch} (optimizer "
                                             f"step {int(self.optimizer.step[0])}); the model is "
                                             f"as those epochs left it")
+
+    def _hold_out(self, X, y, fraction):
+        """(X, y) of the first rows and (X, y) of the last ``fraction`` of them."""
+        f = check_float("validation_split", fraction, low=0.0, high=1.0, low_open=True,
+                        high_open=True)
+        parts = [np.asarray(a) for a in self._split_inputs(X, "X")]
+        y = np.asarray(y)
+        n = len(y)
+        split_at = int(n * (1.0 - f))
+        if not 0 < split_at < n:
+            raise ValueError(f"validation_split={f} of {n} rows leaves {split_at} for training "
+                             f"and {n - split_at} for validation; both need at least one")
+        for i, a in enumerate(parts):
+            if a.ndim == 0 or a.shape[0] != n:
+                raise ValueError(f"{self._input_label(i, 'X')} has "
+                                 f"{a.shape[0] if a.ndim else 'no'} rows; y has {n}")
+        return ([a[:split_at] for a in parts], y[:split_at],
+                ([a[split_at:] for a in parts], y[split_at:]))
 
     def _permutations(self, count, n, shuffle):
         """(count, n) sample orders, one row an epoch.  ``permuted`` shuffles the rows
@@ -673,6 +701,33 @@ class Model:
     def predict(self, X, batch_size: int = 1024) -> np.ndarray:
         """The output for every row of X (logits for the logit losses); for a sequence
         output (rows, T, width), zero at the padded steps."""
+        return self._predict(X, batch_size)[0]
+
+    @_exclusive
+    def predict_proba(self, X, batch_size: int = 1024) -> np.ndarray:
+        """Class probabilities: the softmax of the logits (softmax_cross_entropy) or their
+        sigmoid (binary_cross_entropy), in the model's dtype; for a sequence output
+        (rows, T, classes), zero at the padded steps."""
+        self._require_compiled()
+        name = self.loss.name
+        if name not in ("softmax_cross_entropy", "binary_cross_entropy"):
+            raise ValueError(f"predict_proba needs a model trained with softmax_cross_entropy "
+                             f"or binary_cross_entropy (its outputs are logits); this one's "
+                             f"loss is {name!r}, whose outputs predict gives as they are")
+        logits, lengths = self._predict(X, batch_size)
+        z = logits.astype(np.float64)
+        if name == "softmax_cross_entropy":
+            z -= z.max(axis=-1, keepdims=True)
+            np.exp(z, out=z)
+            z /= z.sum(axis=-1, keepdims=True)
+        else:
+            z = 0.5 * (1.0 + np.tanh(0.5 * z))  # the sigmoid, without overflow
+        if self.output.sequence:
+            z[np.arange(z.shape[1])[None, :] >= lengths[:, None]] = 0
+        return z.astype(self.dtype)
+
+    def _predict(self, X, batch_size):
+        """(predict's output, the rows' lengths or None)."""
         xf, xi, n, lengths, T = self._data_inputs(X, "X")
         batch_size = min(check_int("batch_size", batch_size, 1), n)
         self._workspace(batch_size, steps=T)
@@ -682,7 +737,9 @@ class Model:
         driver = self._driver or _inference_driver(self)
         driver.predict(self._plan.data(xf, xi, dummy, np.zeros(1, dtype=_I64), lengths, None,
                                        T), out, batch_size)
-        return out.reshape(n, T, self.n_out) if self.output.sequence else out
+        if self.output.sequence:
+            return out.reshape(n, T, self.n_out), lengths
+        return out, lengths
 
     @_exclusive
     def evaluate(self, X, y, batch_size: int = 1024) -> dict:
