@@ -55,9 +55,15 @@ def _remove_stale(folder: str, prefix: str) -> None:
 
 def write_checkpoint(path, meta: dict, arrays: dict) -> None:
     """Write ``arrays`` and the JSON document ``meta`` atomically to ``path``."""
-    path = os.fspath(path)
     arrays = dict(arrays)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def write_atomically(path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it and rename it
+    over ``path``: a save that fails or is interrupted leaves the old file (or none)."""
+    path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     prefix = f".{os.path.basename(path)}."
     _remove_stale(folder, prefix)
@@ -68,7 +74,7 @@ def write_checkpoint(path, meta: dict, arrays: dict) -> None:
     try:
         os.chmod(tmp, 0o644 & ~_umask())
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -84,6 +90,110 @@ def write_checkpoint(path, meta: dict, arrays: dict) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+# -- safetensors -------------------------------------------------------------------------
+#: safetensors' dtype names for the dtypes fastbp writes and reads.
+ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
+             "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+_ST_NAMES = {np.dtype(v): k for k, v in ST_DTYPES.items()}
+#: The largest JSON header read (safetensors' own readers refuse more than 100 MB).
+ST_HEADER_LIMIT = 100_000_000
+
+
+def write_safetensors(path, tensors: dict, metadata: dict) -> None:
+    """Write ``tensors`` (name -> array) and ``metadata`` (str -> str) as a safetensors
+    file, atomically: an 8-byte little-endian header length, the JSON header (names,
+    dtypes, shapes, byte offsets; padded with spaces to 8 bytes), then the raw
+    C-ordered little-endian bytes, in name order."""
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        if a.dtype not in _ST_NAMES:
+            raise TypeError(f"safetensors cannot hold tensor {name!r} of dtype {a.dtype}")
+        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+        header[name] = {"dtype": _ST_NAMES[a.dtype.newbyteorder("=")], "shape": list(a.shape),
+                        "data_offsets": [offset, offset + a.nbytes]}
+        blobs.append(a)
+        offset += a.nbytes
+    header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+
+    def write(f):
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for a in blobs:
+            f.write(a.tobytes())
+    write_atomically(path, write)
+
+
+def is_safetensors(path) -> bool:
+    """Whether the file starts as a safetensors file does (a header length, then '{')."""
+    try:
+        with open(os.fspath(path), "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1
+
+
+def read_safetensors(path) -> tuple[dict, dict]:
+    """(tensors, metadata) of a safetensors file; ValueError naming the file for anything
+    that does not hold together (sizes, offsets, dtypes, JSON)."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {path!r}: {e}") from None
+
+    def bad(why):
+        return ValueError(f"{path!r} is not a readable safetensors file: {why}")
+    if len(data) < 8:
+        raise bad(f"{len(data)} bytes, fewer than the 8 of the header length")
+    n = int.from_bytes(data[:8], "little")
+    if n > ST_HEADER_LIMIT or 8 + n > len(data):
+        raise bad(f"a header of {n} bytes in a file of {len(data)}")
+    try:
+        header = json.loads(data[8:8 + n].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise bad(f"its header is not JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise bad("its header is not a JSON object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in metadata.items()):
+        raise bad("its __metadata__ is not a map of strings to strings")
+    buffer = memoryview(data)[8 + n:]
+    tensors, spans = {}, []
+    for name, spec in header.items():
+        if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data_offsets"}:
+            raise bad(f"tensor {name!r} is described by {spec!r}")
+        dtype, shape, span = spec["dtype"], spec["shape"], spec["data_offsets"]
+        if dtype not in ST_DTYPES:
+            raise bad(f"tensor {name!r} has dtype {dtype!r}; fastbp reads {sorted(ST_DTYPES)}")
+        if (not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
+                                                   and d >= 0 for d in shape)):
+            raise bad(f"tensor {name!r} has shape {shape!r}")
+        if (not isinstance(span, list) or len(span) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in span)
+                or not 0 <= span[0] <= span[1] <= len(buffer)):
+            raise bad(f"tensor {name!r} has data_offsets {span!r} in a buffer of "
+                      f"{len(buffer)} bytes")
+        dt = np.dtype(ST_DTYPES[dtype]).newbyteorder("<")
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if count * dt.itemsize != span[1] - span[0]:
+            raise bad(f"tensor {name!r} of shape {shape} {dtype} needs {count * dt.itemsize} "
+                      f"bytes; its offsets hold {span[1] - span[0]}")
+        spans.append((span[0], span[1], name))
+        tensors[name] = np.frombuffer(buffer[span[0]:span[1]], dtype=dt).astype(
+            dt.newbyteorder("="), copy=True).reshape(shape)
+    spans.sort()
+    for (_, end, a), (begin, _, b) in zip(spans, spans[1:]):
+        if begin < end:
+            raise bad(f"tensors {a!r} and {b!r} overlap")
+    return tensors, metadata
 
 
 def _read_entry(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> np.ndarray:

@@ -782,7 +782,11 @@ class Model:
 
     @_exclusive
     def save(self, path) -> None:
-        """Save architecture, weights and optimizer state (see :func:`fastbp.load`)."""
+        """Save architecture, weights and optimizer state, atomically (see
+        :func:`fastbp.load`): a ``.fbp`` checkpoint, or with a path ending in
+        ``.safetensors`` a safetensors file whose tensors are the layers' weights by
+        name (``layers.<index>.W``, ``layers.<index>.E``) and the training state, the
+        config in its metadata."""
         from .persist import save_model
         save_model(self, path)
 

@@ -56,7 +56,79 @@ def model_from_config(config: dict, dtype=None, classes=None) -> Model:
 
 def save_model(model: Model, path) -> None:
     meta, arrays = state_of(model)
-    io.write_checkpoint(os.fspath(path), meta, arrays)
+    path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        io.write_safetensors(path, _named_tensors(model, arrays),
+                             {"format": SAFETENSORS_FORMAT, "fastbp": json.dumps(meta)})
+    else:
+        io.write_checkpoint(path, meta, arrays)
+
+
+#: The ``format`` entry of a fastbp safetensors file's metadata.
+SAFETENSORS_FORMAT = "fastbp-safetensors-1"
+#: Training state in a safetensors file, by checkpoint array name.
+_STATE_TENSORS = {"optimizer_state": "optimizer.state", "table_state": "optimizer.table_state",
+                  "partial_perm": "fit.partial_perm", "partial_losses": "fit.partial_losses"}
+
+
+def _named_tensors(model, arrays):
+    """A safetensors file's tensors: every layer's parameters by name
+    (``layers.<index>.<name>``, its table as ``layers.<index>.E``) for other tools to
+    read, and the training state under its own names."""
+    out = {}
+    for i, layer in enumerate(model.layers):
+        for name, view in layer.params.items():
+            out[f"layers.{i}.{name}"] = view
+        if getattr(layer, "E", None) is not None and layer in model.embeddings:
+            out[f"layers.{i}.E"] = layer.E
+    for key, name in _STATE_TENSORS.items():
+        if key in arrays:
+            out[name] = arrays[key]
+    return out
+
+
+def _load_safetensors(path, where):
+    """(meta, arrays) of a fastbp safetensors file, the flat buffers assembled from the
+    layers' tensors; missing, extra or misshapen tensors are named."""
+    tensors, metadata = io.read_safetensors(path)
+    if metadata.get("format") != SAFETENSORS_FORMAT or "fastbp" not in metadata:
+        raise ValueError(f"{where} is a safetensors file without fastbp's metadata (its "
+                         f"__metadata__ has {sorted(metadata)}); fastbp reads the files "
+                         f"model.save('....safetensors') writes")
+    try:
+        meta = json.loads(metadata["fastbp"])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: its fastbp metadata is not JSON ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+        raise ValueError(f"{where}: its fastbp metadata holds no model description")
+    # a crafted architecture may not ask for more entries than the file has bytes; the
+    # tensors are checked one by one below, with their names
+    room = os.path.getsize(path)
+    token = SIZE_LIMITS.set((room, room))
+    try:
+        model = model_from_config(meta["model"])
+    except (KeyError, TypeError, IndexError, AttributeError, OverflowError, ValueError) as e:
+        raise ValueError(f"{where}: damaged model description ({e!r})") from None
+    finally:
+        SIZE_LIMITS.reset(token)
+    expected = _named_tensors(model, {})
+    wanted = set(expected) | {n for k, n in _STATE_TENSORS.items()}
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - wanted)
+    if missing or extra:
+        raise ValueError(f"{where}: the tensors do not match the architecture (missing "
+                         f"{missing}, unexpected {extra})")
+    for name, view in expected.items():
+        t = tensors[name]
+        if t.shape != view.shape or t.dtype != view.dtype:
+            raise ValueError(f"{where}: tensor {name!r} is {t.shape} {t.dtype}; the "
+                             f"architecture needs {view.shape} {view.dtype}")
+        view[...] = t
+    arrays = {"params": model.params.copy(), "tables": model.tables.copy()}
+    for key, name in _STATE_TENSORS.items():
+        if name in tensors:
+            arrays[key] = tensors[name]
+    return meta, arrays
 
 
 def copy_model(model: Model) -> Model:
@@ -113,9 +185,15 @@ def _restore_partial(model, meta, arrays, where):
 
 
 def load(path) -> Model:
-    """Load a model saved with ``model.save``; the optimizer state is restored too."""
+    """Load a model saved with ``model.save``; the optimizer state is restored too.  A
+    ``.fbp`` checkpoint or a safetensors file (``model.save("m.safetensors")``: the
+    layers' weights as named tensors, the config in its metadata), told apart by the
+    name's ending or else by their first bytes."""
     path = os.fspath(path)
-    meta, arrays = io.read_checkpoint(path)
+    if path.endswith(".safetensors") or io.is_safetensors(path):
+        meta, arrays = _load_safetensors(path, repr(path))
+    else:
+        meta, arrays = io.read_checkpoint(path)
     return restore(meta, arrays, repr(path))
 
 
