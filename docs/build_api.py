@@ -27,7 +27,7 @@ MODULES = [
                      "load_vectors_npy", "embedding_matrix", "casing_ids", "affix_vocabulary",
                      "affix_ids", "read_conllu", "read_conll", "conlleval", "pad_sequences"]),
     ("fastbp.datasets", ["load_digits", "train_test_split"]),
-    ("fastbp.interop", ["to_torch", "from_torch"]),
+    ("fastbp.interop", ["to_torch", "from_torch", "export_onnx"]),
     ("fastbp.distributed", ["DistributedError", "shard", "threads_per_rank", "rank_seed",
                             "Session"]),
 ]

@@ -125,3 +125,69 @@ def from_torch(module, seed: int = 0):
             layer.params["W"][...] = lin.weight.detach().cpu().numpy().T
             layer.params["b"][...] = lin.bias.detach().cpu().numpy()
     return model
+
+
+def export_onnx(model, path, opset: int = 17) -> None:
+    """Write ``model`` as an ONNX graph computing its predict (extra ``fastbp[onnx]``):
+    a chain of Dense and Dropout layers (Dropout is the identity at inference) with an
+    optional first WindowEmbedding (a Gather and a Reshape).  Input ``x`` (rows, n_in),
+    float, or int64 ids (rows, 2w+1); output ``y`` (rows, n_out); the row count is free.
+    Written atomically: a failure leaves no file."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError as e:
+        raise ImportError(f"export_onnx needs onnx: pip install 'fastbp[onnx]' ({e})") from None
+    from . import io
+    from . import layers as L
+    chain = _chain(model)
+    ftype = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}[
+        str(np.dtype(model.dtype))]
+    nodes, inits = [], []
+    x_name = "x"
+    current = x_name
+    first = chain[0] if chain else None
+    if isinstance(first, L.WindowEmbedding):
+        inputs = [helper.make_tensor_value_info(x_name, TensorProto.INT64, ["rows", first.n_in])]
+    else:
+        width = first.n_in if first is not None else model.inputs[0].width
+        inputs = [helper.make_tensor_value_info(x_name, ftype, ["rows", width])]
+
+    def name(stem):
+        return f"{stem}_{len(nodes)}"
+    for i, layer in enumerate(chain):
+        if type(layer) is L.WindowEmbedding and i == 0:
+            table, shape, gathered, out = (f"layers.{i}.E", name("shape"), name("gathered"),
+                                           name("windows"))
+            inits += [numpy_helper.from_array(np.ascontiguousarray(layer.E), table),
+                      numpy_helper.from_array(np.array([-1, layer.n_in * layer.dim],
+                                                       dtype=np.int64), shape)]
+            nodes += [helper.make_node("Gather", [table, current], [gathered], axis=0),
+                      helper.make_node("Reshape", [gathered, shape], [out])]
+            current = out
+        elif type(layer) is L.Dense:
+            W, b, out = f"layers.{i}.W", f"layers.{i}.b", name("dense")
+            inits += [numpy_helper.from_array(np.ascontiguousarray(layer.params["W"]), W),
+                      numpy_helper.from_array(np.ascontiguousarray(layer.params["b"]), b)]
+            nodes.append(helper.make_node("Gemm", [current, W, b], [out]))
+            current = out
+            op = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid",
+                  "leaky_relu": "LeakyRelu"}.get(layer.activation)
+            if op is not None:
+                out = name("act")
+                extra = {"alpha": float(layer.slope)} if op == "LeakyRelu" else {}
+                nodes.append(helper.make_node(op, [current], [out], **extra))
+                current = out
+        elif type(layer) is L.Dropout:
+            continue  # the identity at inference
+        else:
+            raise TypeError(f"export_onnx: layer {i} is a {type(layer).__name__}; it exports "
+                            f"Dense, Dropout and a first WindowEmbedding")
+    nodes.append(helper.make_node("Identity", [current], ["y"]))
+    outputs = [helper.make_tensor_value_info("y", ftype, ["rows", model.n_out])]
+    graph = helper.make_graph(nodes, "fastbp", inputs, outputs, initializer=inits)
+    onnx_model = helper.make_model(graph, producer_name="fastbp",
+                                   opset_imports=[helper.make_opsetid("", int(opset))])
+    onnx.checker.check_model(onnx_model)
+    data = onnx_model.SerializeToString()
+    io.write_atomically(path, lambda f: f.write(data))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 
@@ -61,6 +62,8 @@ class Faulty(L.Layer):
     def forward(self, x, training):
         self.calls += 1
         if self.rank == 1 and self.calls == self.at:
+            # when it fails (the kernels are compiled by now: the test times what follows)
+            print(f"rank 1 fails at {time.time():.3f}", flush=True)
             if self.how == "raise":
                 raise ValueError("rank 1's layer failed on purpose")
             if self.how == "killed":  # as the kernel's OOM killer would

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import re
 import subprocess
 import sys
 import time
@@ -34,22 +35,28 @@ def _needs_mpi():
         pytest.skip("no mpiexec (pip install 'fastbp[mpi]')")
 
 
-def _run(scenario, out, ranks, timeout=240, env=None):
-    """Run a scenario; returns (exit code, output, seconds)."""
+def _run(scenario, out, ranks, timeout=600, env=None):
+    """Run a scenario; returns (exit code, output, the time it ended)."""
     cmd = [sys.executable, WORKER, scenario, str(out)]
     if ranks:
         cmd = [_mpiexec(), "-n", str(ranks)] + cmd
     full_env = dict(os.environ, **(env or {}))
     full_env["PYTHONPATH"] = os.pathsep.join(
         [os.path.dirname(HERE)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-    t0 = time.monotonic()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"{scenario} on {ranks} ranks hung past {timeout} s:\n"
                     f"{(e.stdout or b'')!s}\n{(e.stderr or b'')!s}")
-    return done.returncode, done.stdout + done.stderr, time.monotonic() - t0
+    return done.returncode, done.stdout + done.stderr, time.time()
+
+
+def _after_failure(text, ended):
+    """Seconds from rank 1's failure (it prints the time) to the end of the job."""
+    match = re.search(r"rank 1 fails at ([0-9.]+)", text)
+    assert match, text
+    return ended - float(match.group(1))
 
 
 def _ok(scenario, out, ranks):
@@ -121,58 +128,57 @@ def test_resume_from_rank0_checkpoint_on_another_rank_count(out):
 
 def test_a_rank_that_raises_stops_the_others_with_a_named_error(out):
     _needs_mpi()
-    code, text, seconds = _run("raise", out, 2, timeout=120)
+    code, text, ended = _run("raise", out, 2)
     assert code != 0
-    assert "rank 1's layer failed on purpose" in text  # rank 1's own error
-    assert "DistributedError: rank(s) [1] raised an error in minibatch" in text  # rank 0's
-    assert seconds < 60
+    assert "rank 1's layer failed on purpose" in text, text  # rank 1's own error
+    assert "DistributedError: rank(s) [1] raised an error in minibatch" in text, text  # rank 0's
+    assert _after_failure(text, ended) < 30
 
 
 def test_a_rank_that_dies_ends_the_job(out):
     """Killed by a signal (the OOM killer's SIGKILL): mpiexec says so and stops the other
     ranks at once.  Gone through os._exit(3): it passes the exit code on."""
     _needs_mpi()
-    code, text, seconds = _run("killed", out, 2, timeout=120)
+    code, text, ended = _run("killed", out, 2)
     assert code == 9, text
     assert "BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES" in text
     assert "CLEANING UP REMAINING PROCESSES" in text
-    assert seconds < 60
-    code, text, seconds = _run("die", out, 2, timeout=120)
+    assert _after_failure(text, ended) < 30
+    code, text, ended = _run("die", out, 2)
     assert code == 3, text
-    assert seconds < 60
+    assert _after_failure(text, ended) < 30
 
 
 def test_a_rank_that_vanishes_makes_the_others_give_up_within_the_timeout(out):
     """Rank 1 leaves before fit: rank 0 waits FASTBP_MPI_TIMEOUT seconds at its first
     collective, raises DistributedError and ends the job (MPI_Abort) instead of hanging."""
     _needs_mpi()
-    code, text, seconds = _run("vanish", out, 2, timeout=120, env={"FASTBP_MPI_TIMEOUT": "5"})
+    t0 = time.time()
+    code, text, ended = _run("vanish", out, 2, env={"FASTBP_MPI_TIMEOUT": "5"})
     assert code != 0, text
     assert "DistributedError: rank 0 of 2 waited 5 s for the other ranks" in text
-    assert seconds < 60
+    assert ended - t0 < 60  # the wait comes before any kernel is compiled
 
 
 def test_ranks_that_disagree_on_the_data_size_raise_a_named_error(out):
     _needs_mpi()
-    code, text, seconds = _run("disagree", out, 2, timeout=120)
+    code, text, _ = _run("disagree", out, 2)
     assert code != 0
     assert ("DistributedError: fit(distributed=True): rank(s) [1] differ from rank 0 on the "
             "number of training rows (rank 0: 101, rank 1: 100)") in text
-    assert seconds < 60
 
 
 def test_ranks_that_disagree_on_the_model_raise_a_named_error(out):
     _needs_mpi()
-    code, text, seconds = _run("disagree_model", out, 2, timeout=120)
+    code, text, _ = _run("disagree_model", out, 2)
     assert code != 0
     assert text.count("DistributedError: fit(distributed=True): rank(s) [1] differ from "
                       "rank 0 on the model (its config)") == 2, text  # both ranks say so
-    assert seconds < 60
 
 
 def test_a_batch_smaller_than_the_ranks_is_refused(out):
     _needs_mpi()
-    code, text, _ = _run("small_batch", out, 3, timeout=120)
+    code, text, _ = _run("small_batch", out, 3)
     assert code != 0
     assert "ValueError: fit(distributed=True): batch_size 2 is smaller than the 3 ranks" in text
 

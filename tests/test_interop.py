@@ -100,3 +100,42 @@ def test_to_torch_names_what_it_cannot_translate():
     branched = fb.Model([a, b], L.Dense(4, 1)(L.Concatenate()([a, b])))
     with pytest.raises(TypeError, match="chain of layers"):
         interop.to_torch(branched)
+
+
+# -- ONNX -----------------------------------------------------------------------------------
+def _onnx_run(path, X):
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["y"], {"x": X})[0]
+
+
+def test_onnx_export_of_an_mlp_equals_predict(tmp_path):
+    pytest.importorskip("onnx")
+    m, X = _mlp()
+    m.export_onnx(tmp_path / "m.onnx")
+    np.testing.assert_allclose(_onnx_run(tmp_path / "m.onnx", X), m.predict(X), rtol=0,
+                               atol=1e-5)
+    assert _onnx_run(tmp_path / "m.onnx", X[:1]).shape == (1, 3)  # any row count
+
+
+def test_onnx_export_of_a_window_model_equals_predict(tmp_path):
+    pytest.importorskip("onnx")
+    w = fb.Input(5, dtype="int64")
+    h = L.WindowEmbedding(30, 4, window=2, padding_id=0)(w)
+    m = fb.Model(w, L.Dense(8, 5)(L.Dense(20, 8, activation="relu")(h)), seed=4)
+    m.compile(fb.optim.Adam(lr=1e-2), "softmax_cross_entropy")
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 30, (40, 5))
+    m.fit(X, rng.integers(0, 5, 40), epochs=2, batch_size=8)
+    m.export_onnx(tmp_path / "w.onnx")
+    np.testing.assert_allclose(_onnx_run(tmp_path / "w.onnx", X), m.predict(X), rtol=0,
+                               atol=1e-5)
+
+
+def test_onnx_export_refuses_what_it_cannot_write_and_leaves_no_file(tmp_path):
+    pytest.importorskip("onnx")
+    ids = fb.Input(dtype="int64", sequence=True)
+    m = fb.Model(ids, L.Dense(3, 2)(L.LSTM(4, 3)(L.Embedding(10, 4)(ids))))
+    with pytest.raises(TypeError, match="export_onnx: layer 0 is a Embedding"):
+        m.export_onnx(tmp_path / "x.onnx")
+    assert list(tmp_path.iterdir()) == []

@@ -791,6 +791,13 @@ class Model:
         save_model(self, path)
 
     @_exclusive
+    def export_onnx(self, path, opset: int = 17) -> None:
+        """Write the model's predict as an ONNX graph (extra ``fastbp[onnx]``; see
+        :func:`fastbp.interop.export_onnx`)."""
+        from ..interop import export_onnx
+        export_onnx(self, path, opset)
+
+    @_exclusive
     def copy(self) -> "Model":
         """An independent model: the same architecture, weights, optimizer state and
         training counters, in buffers (and layer objects) of its own, as a save and a
