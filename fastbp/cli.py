@@ -1,4 +1,5 @@
-"""The ``fastbp`` command: ``fastbp demo``, ``fastbp warmup``, ``fastbp info``.
+"""The ``fastbp`` command: ``demo``, ``warmup``, ``info``; on a saved model ``tag``,
+``predict``, ``evaluate`` and ``summary``; ``conlleval`` and ``cache clear``.
 
 ``main(argv)`` returns the exit status: 0 on success, 1 when a command fails
 (the demo missing its accuracy bar included), 2 for bad command-line
@@ -103,6 +104,54 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Print fastbp's version, numba's threads and threading layer, where the "
                     "compiled kernels are cached and which BLAS libraries are loaded.")
     info.set_defaults(run=_info)
+
+    tag = sub.add_parser(
+        "tag", help="tag sentences with a saved tagger: one token and its tag per line",
+        description="Read sentences (one per line, tokens separated by white space) from FILE "
+                    "or standard input and write each token and its tag, tab-separated, one "
+                    "per line, a blank line after each sentence (CoNLL style). The model must "
+                    "have been saved with fastbp.text.Tagger(...).save(path), which keeps its "
+                    "vocabularies and tag set; unknown words map to <unk>.")
+    tag.add_argument("model", help="the saved tagger (.fbp or .safetensors)")
+    tag.add_argument("input", nargs="?", default="-", help="sentences (default: standard input)")
+    tag.set_defaults(run=_tag)
+
+    pred = sub.add_parser(
+        "predict", help="write a saved model's outputs for the rows of a .npy file",
+        description="Load a saved model and an array (.npy, read without pickles) and save "
+                    "its outputs (logits for the logit losses; --proba: probabilities) as .npy.")
+    pred.add_argument("model")
+    pred.add_argument("input", help="a .npy array of inputs (a single-input model)")
+    pred.add_argument("output", help="where the .npy of outputs goes (written atomically)")
+    pred.add_argument("--proba", action="store_true", help="probabilities (predict_proba)")
+    pred.set_defaults(run=_predict)
+
+    ev = sub.add_parser(
+        "evaluate", help="a saved model's loss and accuracy on .npy inputs and labels",
+        description="Load a saved model, inputs and labels (.npy files) and print the mean "
+                    "loss and the accuracy.")
+    ev.add_argument("model")
+    ev.add_argument("input")
+    ev.add_argument("labels")
+    ev.set_defaults(run=_evaluate)
+
+    summ = sub.add_parser("summary", help="print a saved model's layers, parameters and "
+                                          "training state")
+    summ.add_argument("model")
+    summ.set_defaults(run=_summary)
+
+    cev = sub.add_parser(
+        "conlleval", help="entity-level precision, recall and F1 of predicted tags",
+        description="Compare two CoNLL files (one token per line, its tag in the last column, "
+                    "blank lines between sentences), gold first, with conlleval's rules "
+                    "(BIO/IOB2 chunks).")
+    cev.add_argument("gold")
+    cev.add_argument("pred")
+    cev.set_defaults(run=_conlleval)
+
+    cache = sub.add_parser("cache", help="the compiled-kernel cache: cache clear empties it")
+    cache.add_argument("action", choices=("clear", "show"))
+    cache.set_defaults(run=_cache)
     return parser
 
 
@@ -304,3 +353,89 @@ def _info(args) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- commands on saved models -------------------------------------------------------------
+def _load_model(path):
+    from .model import load
+    return load(path)
+
+
+def _load_array(path, what):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CommandError(f"cannot read the {what} {path!r} as a .npy array without pickles "
+                           f"({e})") from None
+
+
+def _tag(args) -> int:
+    from .text import Tagger
+    tagger = Tagger.from_model(_load_model(args.model))
+    stream = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
+    try:
+        sentences = [line.split() for line in stream]
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    out = []
+    for tokens, tags in zip(sentences, tagger.tag(sentences)):
+        out += [f"{t}\t{g}" for t, g in zip(tokens, tags)]
+        out.append("")
+    sys.stdout.write("\n".join(out) + ("\n" if out else ""))
+    return 0
+
+
+def _predict(args) -> int:
+    from .io import write_atomically
+    model = _load_model(args.model)
+    X = _load_array(args.input, "input")
+    out = model.predict_proba(X) if args.proba else model.predict(X)
+    write_atomically(args.output, lambda f: np.save(f, out))
+    print(f"{out.shape[0]} rows -> {args.output} {out.shape} {out.dtype}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    model = _load_model(args.model)
+    scores = model.evaluate(_load_array(args.input, "input"), _load_array(args.labels, "labels"))
+    print("  ".join(f"{k} {v:.6g}" for k, v in scores.items()))
+    return 0
+
+
+def _summary(args) -> int:
+    model = _load_model(args.model)
+    print(model.summary())
+    opt = model.optimizer
+    print(f"trained: {model.epoch} epoch(s), "
+          + (f"{int(opt.step[0])} optimizer step(s) of {type(opt).__name__}, loss "
+             f"{model.loss.name}" if opt is not None else "not compiled"))
+    if isinstance(model.metadata, dict):
+        print(f"metadata: {sorted(model.metadata)}")
+    return 0
+
+
+def _conlleval(args) -> int:
+    from .text import conlleval, read_conll
+    gold = [tags for _, tags in read_conll(args.gold)]
+    pred = [tags for _, tags in read_conll(args.pred)]
+    if len(gold) != len(pred):
+        raise CommandError(f"{args.gold} has {len(gold)} sentences, {args.pred} {len(pred)}")
+    s = conlleval(gold, pred)
+    print(f"entities: {s['n_true']} gold, {s['n_pred']} predicted, {s['n_correct']} correct; "
+          f"precision {100 * s['precision']:.2f}%  recall {100 * s['recall']:.2f}%  F1 "
+          f"{100 * s['f1']:.2f}%  token accuracy {100 * s['accuracy']:.2f}%")
+    for kind, t in s["per_type"].items():
+        print(f"  {kind}: precision {100 * t['precision']:.2f}%  recall {100 * t['recall']:.2f}%"
+              f"  F1 {100 * t['f1']:.2f}%")
+    return 0
+
+
+def _cache(args) -> int:
+    from . import cache_dirs, clear_cache
+    if args.action == "clear":
+        removed = clear_cache()
+        print(f"removed {removed} file(s) from " + ", ".join(cache_dirs()))
+    else:
+        print("\n".join(cache_dirs()))
+    return 0

@@ -155,6 +155,7 @@ class Model:
         self._shuffle_rng = np.random.default_rng([self.seed, 1])
         self.stop_training = False
         self.epoch = 0  # epochs trained so far: per-epoch schedules continue from here
+        self.metadata = None  # the user's JSON document saved with the model (save(metadata=))
         self._partial = None  # an epoch Ctrl-C stopped inside (see _keep_partial)
 
     def _input_vocab_bounds(self):
@@ -781,14 +782,16 @@ class Model:
                 "calls": calls, "output": values[id(self.output)]}
 
     @_exclusive
-    def save(self, path) -> None:
+    def save(self, path, metadata=None) -> None:
         """Save architecture, weights and optimizer state, atomically (see
         :func:`fastbp.load`): a ``.fbp`` checkpoint, or with a path ending in
         ``.safetensors`` a safetensors file whose tensors are the layers' weights by
         name (``layers.<index>.W``, ``layers.<index>.E``) and the training state, the
-        config in its metadata."""
+        config in its metadata.  ``metadata``: a JSON-ready document (a tagger's
+        vocabularies and tag set, say) kept with the model; ``fb.load`` gives it back as
+        ``model.metadata``.  None keeps the model's own ``metadata``."""
         from .persist import save_model
-        save_model(self, path)
+        save_model(self, path, metadata)
 
     @_exclusive
     def export_onnx(self, path, opset: int = 17) -> None:

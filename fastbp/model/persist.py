@@ -54,7 +54,14 @@ def model_from_config(config: dict, dtype=None, classes=None) -> Model:
                  checkpoint_every=config.get("checkpoint_every"))
 
 
-def save_model(model: Model, path) -> None:
+def save_model(model: Model, path, metadata=None) -> None:
+    if metadata is not None:
+        try:
+            metadata = json.loads(json.dumps(metadata, allow_nan=False))
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"save: metadata must be a JSON document (dicts with str keys, "
+                            f"lists, str, finite numbers, bool, None); {e}") from None
+        model.metadata = metadata
     meta, arrays = state_of(model)
     path = os.fspath(path)
     if path.endswith(".safetensors"):
@@ -148,7 +155,7 @@ def state_of(model: Model) -> tuple[dict, dict]:
     meta = {"format": io.FORMAT, "version": io.VERSION, "model": model.get_config(),
             "rng_step": int(model._rng_step[0]), "dropout_seed": int(model._dropout_seed),
             "epoch": int(model.epoch), "shuffle_rng": model._shuffle_rng.bit_generator.state,
-            "table_steps": plan.emb_step.tolist()}
+            "table_steps": plan.emb_step.tolist(), "user": model.metadata}
     arrays = {"params": model.params, "tables": model.tables}
     if model.optimizer is not None:
         meta["optimizer"] = {"class": type(model.optimizer).__name__,
@@ -256,6 +263,7 @@ def _restore(meta, arrays, where, classes):
     model._rng_step[0] = _counter(meta, "rng_step", where)
     model._dropout_seed = _counter(meta, "dropout_seed", where)
     model.epoch = _counter(meta, "epoch", where)
+    model.metadata = meta.get("user")
     try:
         model._shuffle_rng.bit_generator.state = meta["shuffle_rng"]
     except (KeyError, TypeError, ValueError) as e:

@@ -22,6 +22,7 @@ Submodules (everything public is re-exported here):
 - ``conll``: CoNLL readers, ``read_conllu``, ``read_conll``
 - ``scoring``: the conlleval entity-level F1, ``conlleval``
 - ``sequences``: sentences as one padded (n, T) array, ``pad_sequences``
+- ``tagging``: a trained tagger with its vocabularies, saved and tagging raw text, ``Tagger``
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from .conll import read_conll, read_conllu
 from .features import CASINGS, affix_ids, affix_vocabulary, casing_ids
 from .scoring import conlleval
 from .sequences import pad_sequences
+from .tagging import Tagger
 from .vectors import embedding_matrix, load_vectors, load_vectors_npy
 from .vocabulary import PAD, UNK  # noqa: F401  (public names of fastbp.text, not in __all__)
 from .vocabulary import Vocabulary, label_vocabulary
@@ -38,5 +40,5 @@ __all__ = [
     "Vocabulary", "label_vocabulary", "windows", "label_array",
     "load_vectors", "load_vectors_npy", "embedding_matrix",
     "CASINGS", "casing_ids", "affix_vocabulary", "affix_ids",
-    "read_conllu", "read_conll", "conlleval", "pad_sequences",
+    "read_conllu", "read_conll", "conlleval", "pad_sequences", "Tagger",
 ]
