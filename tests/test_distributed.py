@@ -35,14 +35,21 @@ def _needs_mpi():
         pytest.skip("no mpiexec (pip install 'fastbp[mpi]')")
 
 
+def _fastbp_path():
+    """PYTHONPATH for the workers: the folder of the fastbp this test imported (the
+    installed package in CI, the checkout in a development install), so that they run
+    the same code and share its kernel cache."""
+    return os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(fb.__file__)))]
+                           + [p for p in [os.environ.get("PYTHONPATH")] if p])
+
+
 def _run(scenario, out, ranks, timeout=600, env=None):
     """Run a scenario; returns (exit code, output, the time it ended)."""
     cmd = [sys.executable, WORKER, scenario, str(out)]
     if ranks:
         cmd = [_mpiexec(), "-n", str(ranks)] + cmd
     full_env = dict(os.environ, **(env or {}))
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.dirname(HERE)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    full_env["PYTHONPATH"] = _fastbp_path()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
                               stdin=subprocess.DEVNULL)
@@ -212,7 +219,7 @@ def test_one_process_warns_and_trains_as_a_plain_fit(out):
         "print([str(x.message) for x in seen])\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=240, cwd=HERE, stdin=subprocess.DEVNULL,
-                          env=dict(os.environ, PYTHONPATH=os.path.dirname(HERE)))
+                          env=dict(os.environ, PYTHONPATH=_fastbp_path()))
     assert done.returncode == 0, done.stderr
     assert "the only MPI rank" in done.stdout
 
