@@ -22,7 +22,7 @@ MODULES = [
     ("fastbp.callbacks", ["Callback", "EarlyStopping", "LearningRateScheduler",
                           "ModelCheckpoint", "LambdaCallback", "ReduceLROnPlateau",
                           "CSVLogger"]),
-    ("fastbp.diagnostics", ["layer_statistics", "report", "state_gradients"]),
+    ("fastbp.diagnostics", ["layer_statistics", "report", "state_gradients", "plot"]),
     ("fastbp.text", ["Vocabulary", "windows", "label_vocabulary", "label_array", "load_vectors",
                      "load_vectors_npy", "embedding_matrix", "casing_ids", "affix_vocabulary",
                      "affix_ids", "read_conllu", "read_conll", "conlleval", "pad_sequences",

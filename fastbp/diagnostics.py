@@ -172,3 +172,23 @@ def state_gradients(model, x, y, layer=None) -> np.ndarray:
         count[:L] += 1
     with np.errstate(invalid="ignore"):
         return total / count
+
+
+def plot(model, x, y, path):
+    """Seed 002's figure 7.7 for this model and batch: the variance of each layer's
+    activations (forward) and of its gradient dL/dz (backward) against the layer, on a
+    log scale, saved as a PNG (extra ``fastbp[plot]``).  Returns the path."""
+    from .plotting import pyplot, save
+    rows = layer_statistics(model, x, y)
+    plt = pyplot()
+    fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    at = [i + 1 for i in range(len(rows))]
+    ax_a.plot(at, [r["activation_variance"] for r in rows], marker="o", markersize=3)
+    ax_b.plot(at, [r.get("gradient_variance", math.nan) for r in rows], marker="o",
+              markersize=3)
+    for ax, title in ((ax_a, "forward: variance of the activations"),
+                      (ax_b, "backward: variance of dL/dz")):
+        ax.set_yscale("log")
+        ax.set_xlabel("layer call")
+        ax.set_title(title)
+    return save(fig, path)

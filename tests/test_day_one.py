@@ -214,3 +214,21 @@ def test_csv_logger_refuses_a_bad_separator():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cbs.CSVLogger("x.csv", separator="\t")
+
+
+# -- plots ----------------------------------------------------------------------------------
+def test_history_plot_and_diagnostics_plot_write_png_files(tmp_path):
+    pytest.importorskip("matplotlib")
+    m = _mlp()
+    X, y = _data()
+    h = m.fit(X, y, epochs=3, batch_size=8, validation_split=0.25)
+    path = h.plot(tmp_path / "history.png")
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    path = fb.diagnostics.plot(m, X, y, tmp_path / "fig7_7.png")
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig7_7.png", "history.png"]
+    with pytest.raises(ValueError, match="keys \\['nope'\\] not logged"):
+        h.plot(tmp_path / "x.png", keys=["nope"])
+    assert not (tmp_path / "x.png").exists()
