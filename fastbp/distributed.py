@@ -37,7 +37,7 @@ import atexit
 import hashlib
 import json
 import os
-import threading
+import sys
 import time
 import warnings
 
@@ -140,6 +140,9 @@ class Session:
                                          [out, counts, displs, _mpi_type(self.MPI, send)]),
                    what)
         return out
+
+    def barrier(self, what):
+        self._wait(self.comm.Ibarrier(), what)
 
     def bcast(self, buf, what):
         """buf <- rank 0's buf, in place."""
@@ -324,16 +327,23 @@ class DataParallel:
                     except BaseException:
                         row[_ERROR] = 1
                         s_.allgather(row, "the exchange of a failed rank's error")
+                        # the others print their error before this process may end (mpiexec
+                        # stops every rank once one exits with an error)
+                        s_.barrier("the report of a failed rank's error")
                         raise
                     row[_STATUS], row[_TOTAL] = status, total
                     row[_ROWS:] = np.maximum(p.work.n_rows, 0)
                     ctl = s_.allgather(row, "the minibatch's losses and statuses")
                     failed = np.flatnonzero(ctl[:, _ERROR])
                     if failed.size:
-                        raise DistributedError(
+                        error = DistributedError(
                             f"rank(s) {failed.tolist()} raised an error in minibatch {s} of "
                             f"epoch {e + 1} of this fit (see their output); rank {s_.rank} "
                             f"stops with them")
+                        print(f"fastbp.distributed.DistributedError: {error}", file=sys.stderr,
+                              flush=True)
+                        s_.barrier("the report of a failed rank's error")
+                        raise error
                     losses[e, s] = float(np.sum(ctl[:, _TOTAL])) / build.batch_count(
                         p.tape, data, perm, start, m)
                     bad = np.flatnonzero(ctl[:, _STATUS])
