@@ -81,8 +81,16 @@ _abandoned = []
 
 
 def _abort_at_exit():
-    # a collective left pending (a rank vanished): MPI_Finalize would wait for it forever
+    # a collective left pending (a rank vanished): MPI_Finalize would wait for it forever.
+    # mpiexec forwards the ranks' output on its own time and drops what it still holds
+    # when the job is aborted: let it pass the traceback on first.
     if _abandoned:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        time.sleep(1.0)
         _abandoned[0].Abort(1)
 
 
@@ -113,11 +121,14 @@ class Session:
                 time.sleep(1e-4)
             if now > deadline:
                 _abandoned.append(self.comm)
-                raise DistributedError(
+                error = DistributedError(
                     f"rank {self.rank} of {self.size} waited {self.timeout:g} s for the other "
                     f"ranks at {what} ({self.where}); one of them has stopped or is stuck.  "
                     f"The job is aborted when this process exits (FASTBP_MPI_TIMEOUT sets the "
                     f"wait)")
+                print(f"fastbp.distributed.DistributedError: {error}", file=sys.stderr,
+                      flush=True)
+                raise error
 
     def allgather(self, row, what):
         """(size, len(row)) float64: every rank's row, in rank order."""
@@ -158,6 +169,18 @@ class Session:
             np.empty(int(n[0]), dtype=np.uint8)
         self.bcast(buf, what)
         return json.loads(buf.tobytes().decode())
+
+
+def raise_together(session, error):
+    """Print ``error`` (flushed), wait at a timed barrier until every rank has, then raise
+    it: mpiexec stops every rank once one exits with an error, and may drop output it
+    has not forwarded yet, so each rank's message is out before any of them ends."""
+    name = type(error).__name__
+    if type(error).__module__ not in ("builtins", "__main__"):
+        name = f"{type(error).__module__}.{name}"
+    print(f"{name}: {error}", file=sys.stderr, flush=True)
+    session.barrier("the report of an error every rank raises")
+    raise error
 
 
 def _mpi_type(MPI, a):
@@ -235,9 +258,9 @@ def agree(session, model, data, n, fit_args):
                 counts = session.allgather(np.array([n], dtype=np.float64), "the row counts")
                 shown = " (" + ", ".join(f"rank {r}: {int(c)}" for r, c in
                                          enumerate(counts[:, 0])) + ")"
-            raise DistributedError(f"fit(distributed=True): rank(s) {differ} differ from rank "
-                                   f"0 on {name}{shown}; every rank must run the same script "
-                                   f"on the same data")
+            raise_together(session, DistributedError(
+                f"fit(distributed=True): rank(s) {differ} differ from rank 0 on {name}{shown}; "
+                f"every rank must run the same script on the same data"))
 
 
 def take_rank0_state(session, model):
@@ -329,7 +352,7 @@ class DataParallel:
                         s_.allgather(row, "the exchange of a failed rank's error")
                         # the others print their error before this process may end (mpiexec
                         # stops every rank once one exits with an error)
-                        s_.barrier("the report of a failed rank's error")
+                        s_.barrier("the report of an error every rank raises")
                         raise
                     row[_STATUS], row[_TOTAL] = status, total
                     row[_ROWS:] = np.maximum(p.work.n_rows, 0)
@@ -340,10 +363,7 @@ class DataParallel:
                             f"rank(s) {failed.tolist()} raised an error in minibatch {s} of "
                             f"epoch {e + 1} of this fit (see their output); rank {s_.rank} "
                             f"stops with them")
-                        print(f"fastbp.distributed.DistributedError: {error}", file=sys.stderr,
-                              flush=True)
-                        s_.barrier("the report of a failed rank's error")
-                        raise error
+                        raise_together(s_, error)
                     losses[e, s] = float(np.sum(ctl[:, _TOTAL])) / build.batch_count(
                         p.tape, data, perm, start, m)
                     bad = np.flatnonzero(ctl[:, _STATUS])
@@ -401,9 +421,9 @@ def begin(model, data, n, batch_size, fit_args):
                       RuntimeWarning, stacklevel=4)
         return None
     if batch_size < session.size:
-        raise ValueError(f"fit(distributed=True): batch_size {batch_size} is smaller than the "
-                         f"{session.size} ranks; each rank needs at least one row of every "
-                         f"minibatch")
+        raise_together(session, ValueError(
+            f"fit(distributed=True): batch_size {batch_size} is smaller than the "
+            f"{session.size} ranks; each rank needs at least one row of every minibatch"))
     _set_threads(session)
     agree(session, model, data, n, fit_args)
     take_rank0_state(session, model)
