@@ -297,11 +297,10 @@ class DataParallel:
     computes a shard's gradients, this one sums them over the ranks, and the inner
     driver updates.  Everything else is the inner driver's."""
 
-    def __init__(self, inner, session, dropout_seed):
+    def __init__(self, inner, session):
         self.inner = inner
         self.session = session
         self.plan = inner.plan
-        self.dropout_seed = dropout_seed
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -322,6 +321,7 @@ class DataParallel:
         try:
             n = perms.shape[1]
             n_batches = losses.shape[1]
+            row = np.zeros(_ROWS + p.tables.shape[0])  # this rank's control row, reused
             for e in range(perms.shape[0]):
                 perm = perms[e]
                 for s in range(n_batches):
@@ -333,7 +333,7 @@ class DataParallel:
                     group = min(g0 + accumulate * batch_size, n) - g0
                     count = build.batch_count(p.tape, data, perm, g0, group)
                     lo, hi = shard(m, s_.size, s_.rank)
-                    row = np.zeros(_ROWS + p.tables.shape[0])
+                    row[:] = 0
                     try:
                         if hi > lo:
                             build.load_inputs(p.tape, p.work, data, perm, start + lo, hi - lo,

@@ -470,7 +470,7 @@ class Model:
             session = _dist.begin(self, data, n, batch_size, fit_args)
             if session is not None:
                 self._seed_stream()
-                driver = _dist.DataParallel(self._driver, session, self._dropout_seed)
+                driver = _dist.DataParallel(self._driver, session)
                 if session.rank != 0:  # rank 0 alone runs the callbacks and prints
                     callbacks, verbose = None, 0
         elif hogwild:
