@@ -273,3 +273,38 @@ def check_sequence_labels(name: str, y, n: int, T: int, lengths, n_classes: int,
     inside = np.arange(T)[None, :] < lengths[:, None]
     tokens = ((labels >= 0) & inside).sum(axis=1).astype(np.int64)
     return labels.reshape(-1), tokens
+
+
+def check_sample_weight(name: str, w, n: int) -> np.ndarray:
+    """Per-row loss weights as float64 (n,): finite and >= 0."""
+    arr = _as_numeric_array(name, w)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must be a 1-d array of one weight per row ({n},), got shape "
+                         f"{arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} holds a non-finite weight: {_first_nonfinite(out)}; weights "
+                         f"must be finite and >= 0")
+    if (out < 0).any():
+        raise ValueError(f"{name} holds the negative weight {out[out < 0][0]!r} at row "
+                         f"{int(np.argmax(out < 0))}; weights must be finite and >= 0")
+    return out
+
+
+def check_class_weight(name: str, class_weight, n_classes: int) -> np.ndarray:
+    """{class: weight} as float64 (n_classes,), 1 for a class the dict leaves out; every
+    key an integer class in [0, n_classes), every weight finite and >= 0."""
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"{name} must be a dict {{class label: weight}}, got "
+                        f"{type(class_weight).__name__}")
+    table = np.ones(n_classes, dtype=np.float64)
+    for key, value in class_weight.items():
+        if isinstance(key, (bool, np.bool_)) or not isinstance(key, (numbers.Integral,)):
+            raise TypeError(f"{name} keys must be integer class labels, got {key!r}")
+        if not 0 <= int(key) < n_classes:
+            raise ValueError(f"{name} names the class {key!r}, which the model does not have; "
+                             f"its classes are 0 .. {n_classes - 1}")
+        table[int(key)] = check_float(f"{name}[{key!r}]", value, low=0.0)
+    return table

@@ -17,22 +17,34 @@ from ._validation import check_float, check_int
 
 
 class Callback:
+    """The base class of the callbacks: every hook does nothing, so a subclass overrides
+    only those it needs.  ``self.model`` is the model being trained (set by
+    :meth:`set_model`)."""
+
     def __init__(self):
         self.model = None
 
     def set_model(self, model) -> None:
+        """Called once by ``fit`` before training with ``model``, the model it trains."""
         self.model = model
 
     def on_train_begin(self) -> None:
+        """Called at the start of each ``fit``, after :meth:`set_model`."""
         pass
 
     def on_epoch_begin(self, epoch: int) -> None:
+        """Called before each epoch; ``epoch`` counts from 0 over every ``fit`` of the
+        model."""
         pass
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        """Called after each epoch with its number ``epoch`` (as in
+        :meth:`on_epoch_begin`) and ``logs``, a dict of the epoch's ``loss``, ``lr``,
+        ``time`` and, with validation data, ``val_loss`` and ``val_accuracy``."""
         pass
 
     def on_train_end(self) -> None:
+        """Called once ``fit`` has run its last epoch (or was stopped)."""
         pass
 
 
@@ -54,8 +66,19 @@ def _monitored(logs: dict, monitor: str, who: str) -> float:
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
-    With ``restore_best_weights`` the model ends with the parameters (and embedding
-    table) of its best epoch.
+    Parameters
+    ----------
+    monitor : str
+        The key of the epoch's logs to watch (``"val_loss"`` by default).
+    patience : int
+        Epochs without an improvement before stopping (>= 0).
+    min_delta : float
+        The least change that counts as an improvement (>= 0).
+    mode : {"auto", "min", "max"}
+        Whether lower or higher is better; ``"auto"``: higher for a key holding
+        ``"acc"``, lower otherwise.
+    restore_best_weights : bool
+        End with the parameters (and embedding tables) of the best epoch.
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
@@ -109,7 +132,13 @@ def _restore(model, snapshot):
 
 
 class LearningRateScheduler(Callback):
-    """Set the optimizer's learning rate before each epoch: ``lr = schedule(epoch, lr)``."""
+    """Set the optimizer's learning rate before each epoch: ``lr = schedule(epoch, lr)``.
+
+    Parameters
+    ----------
+    schedule : callable (epoch, lr) -> lr
+        Gets the epoch (from 0) and the current rate; must return a rate > 0.
+    """
 
     def __init__(self, schedule: Callable[[int, float], float]):
         super().__init__()
@@ -152,7 +181,22 @@ class ModelCheckpoint(Callback):
     """Save the model every ``every`` epochs, or (``save_best_only``) whenever
     ``monitor`` improves.  ``path`` may be a template of the epoch (1-based) and the
     epoch's logs, as in Keras: ``"m-{epoch:03d}-{val_loss:.2f}.fbp"``.  Each save is
-    atomic (see :func:`fastbp.load`)."""
+    atomic (see :func:`fastbp.load`).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Where to save; may name the fields of ``TEMPLATE_FIELDS``.  The paths written
+        are listed in ``saved``.
+    every : int
+        Save every ``every`` epochs (>= 1), when not ``save_best_only``.
+    monitor : str
+        The key of the logs that ``save_best_only`` watches.
+    save_best_only : bool
+        Save only when ``monitor`` improves on its best value so far.
+    mode : {"auto", "min", "max"}
+        Whether lower or higher is better, as for :class:`EarlyStopping`.
+    """
 
     def __init__(self, path, every: int = 1, monitor: str = "val_loss",
                  save_best_only: bool = False, mode: str = "auto"):
@@ -188,7 +232,17 @@ class ModelCheckpoint(Callback):
 
 
 class LambdaCallback(Callback):
-    """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda e, logs: ...)``."""
+    """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda e, logs: ...)``.
+
+    Parameters
+    ----------
+    on_train_begin, on_train_end : callable (), optional
+        Called at the start and the end of ``fit``.
+    on_epoch_begin : callable (epoch), optional
+        Called before each epoch.
+    on_epoch_end : callable (epoch, logs), optional
+        Called after each epoch.
+    """
 
     def __init__(self, on_train_begin=None, on_epoch_begin=None, on_epoch_end=None,
                  on_train_end=None):
@@ -221,7 +275,27 @@ class ReduceLROnPlateau(Callback):
     """Multiply the optimizer's learning rate by ``factor`` when ``monitor`` has not
     improved by ``min_delta`` for ``patience`` epochs, then wait ``cooldown`` epochs
     before counting again; never below ``min_lr``.  Keras's rule, argument for argument.
-    The rate it lowers is the optimizer's ``lr``, the base a ``schedule`` scales."""
+    The rate it lowers is the optimizer's ``lr``, the base a ``schedule`` scales.
+
+    Parameters
+    ----------
+    monitor : str
+        The key of the epoch's logs to watch.
+    factor : float
+        The multiplier of each reduction, in (0, 1).
+    patience : int
+        Epochs without an improvement before a reduction.
+    mode : {"auto", "min", "max"}
+        Whether lower or higher is better, as for :class:`EarlyStopping`.
+    min_delta : float
+        The least change that counts as an improvement.
+    cooldown : int
+        Epochs to wait after a reduction before counting again.
+    min_lr : float
+        The rate is never lowered below this.
+    verbose : int
+        1 (or more) prints a line at each reduction.
+    """
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
                  mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0,
@@ -271,7 +345,17 @@ class CSVLogger(Callback):
     """Append each epoch's logs to a CSV file: a header ``epoch`` then the logs' keys
     (sorted, from the first epoch written), one row per epoch (0-based, counted over
     every fit), written and closed at once so that a fit that stops leaves whole rows.
-    ``append=False`` empties the file when training begins."""
+    ``append=False`` empties the file when training begins.
+
+    Parameters
+    ----------
+    filename : str or path-like
+        The CSV file.
+    separator : str
+        One character other than a quote or a newline.
+    append : bool
+        Keep the rows already in the file (and its header's columns).
+    """
 
     def __init__(self, filename, separator: str = ",", append: bool = False):
         super().__init__()

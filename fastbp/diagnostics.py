@@ -47,7 +47,22 @@ from .threads import parallel_enabled
 
 
 def layer_statistics(model, x, y) -> list[dict]:
-    """A list with one dict of statistics per layer call (see the module docstring)."""
+    """A list with one dict of statistics per layer call (see the module docstring).
+
+    Parameters
+    ----------
+    model : a compiled Model or Sequential
+        Its loss gives the gradients; its weights are not changed.
+    x : array (batch, n_in), or a list or dict of arrays for several inputs
+        The batch, as ``fit`` takes it.
+    y : array
+        The batch's targets, as the model's loss takes them.
+
+    Returns
+    -------
+    list of dict, in the order of the layer calls, each with ``layer`` (its index),
+    ``name``, ``activation`` and the statistics above.
+    """
     model._require_compiled()
     if model.checkpoint_every:
         raise ValueError(f"layer_statistics reads every activation, and a model built with "
@@ -78,8 +93,8 @@ def layer_statistics(model, x, y) -> list[dict]:
     par = parallel_enabled()
     count = driver.build.batch_count(plan.tape, data, plan.work.order, 0, m)
     targets = driver._targets(data, plan.work.order, 0, m)
-    loss = driver.build.output_gradient(plan.tape, plan.work, targets.yf, targets.yi, m, count,
-                                        par) / count
+    loss = driver.build.output_gradient(plan.tape, plan.work, targets.yf, targets.yi,
+                                        targets.w, m, count, par) / count
     I.open_rows(plan.tape, plan.work)
     for n in range(plan.nodes.shape[0] - 1, len(plan.inputs) - 1, -1):
         out_v = int(plan.nodes[n, C.OUT])
@@ -98,7 +113,8 @@ def layer_statistics(model, x, y) -> list[dict]:
 
 
 def report(model, x, y) -> str:
-    """The statistics of :func:`layer_statistics` as a text table."""
+    """The statistics of :func:`layer_statistics` for ``model`` on the batch ``x``, ``y``
+    (as that function takes them), as a text table, one row per layer call."""
     rows = layer_statistics(model, x, y)
     lines = [f"{'layer':>5} {'name':<16} {'act':<10} {'var(a)':>10} {'var(dL/dz)':>11} "
              f"{'dead':>6} {'saturated':>9}"]
@@ -116,6 +132,9 @@ def report(model, x, y) -> str:
 def state_gradients(model, x, y, layer=None) -> np.ndarray:
     """The mean norm of dL/dh_t at each step t of a recurrent layer, on one batch.
 
+    model : a compiled model with a recurrent layer; its weights are not changed.
+    x, y : the batch (inputs as ``fit`` takes them, a sequence input among them) and its
+        targets.
     layer : the RNN, LSTM or GRU (one direction of a Bidirectional); None: the model's
         first recurrent layer.
     Returns float64 (T,): entry t averages ||dL/dh_t|| (the whole gradient reaching the
@@ -144,8 +163,8 @@ def state_gradients(model, x, y, layer=None) -> np.ndarray:
     step_data = driver._targets(data, plan.work.order, 0, m)
     par = parallel_enabled()
     count = driver.build.batch_count(plan.tape, data, plan.work.order, 0, m)
-    driver.build.output_gradient(plan.tape, plan.work, step_data.yf, step_data.yi, m, count,
-                                 par)
+    driver.build.output_gradient(plan.tape, plan.work, step_data.yf, step_data.yi,
+                                 step_data.w, m, count, par)
     I.open_rows(plan.tape, plan.work)
     truncate = int(plan.nodes[target, C.TRUNCATE])
     plan.nodes[target, C.TRUNCATE] = 0
@@ -177,7 +196,10 @@ def state_gradients(model, x, y, layer=None) -> np.ndarray:
 def plot(model, x, y, path):
     """Seed 002's figure 7.7 for this model and batch: the variance of each layer's
     activations (forward) and of its gradient dL/dz (backward) against the layer, on a
-    log scale, saved as a PNG (extra ``fastbp[plot]``).  Returns the path."""
+    log scale, saved as a PNG (extra ``fastbp[plot]``).  Returns the path.
+
+    ``model``, ``x`` and ``y`` are as for :func:`layer_statistics`; ``path`` is the PNG
+    file to write (atomically)."""
     from .plotting import pyplot, save
     rows = layer_statistics(model, x, y)
     plt = pyplot()

@@ -131,19 +131,22 @@ class Session:
                 raise error
 
     def allgather(self, row, what):
-        """(size, len(row)) float64: every rank's row, in rank order."""
+        """(size, len(row)) float64: every rank's row, in rank order.  ``what`` names
+        the exchange in the error raised when a rank does not come."""
         row = np.ascontiguousarray(row, dtype=np.float64)
         out = np.empty((self.size, row.shape[0]), dtype=np.float64)
         self._wait(self.comm.Iallgather(row, out), what)
         return out
 
     def allreduce_sum(self, buf, what):
-        """buf <- the sum of every rank's buf, in place."""
+        """buf <- the sum of every rank's buf, in place (``what``: as for
+        :meth:`allgather`)."""
         if buf.size:
             self._wait(self.comm.Iallreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM), what)
 
     def allgatherv(self, send, counts, what):
-        """Every rank's ``send`` (counts[r] elements from rank r) end to end."""
+        """Every rank's ``send`` (counts[r] elements from rank r) end to end (``what``: as
+        for :meth:`allgather`)."""
         counts = np.asarray(counts, dtype=_I64)
         out = np.empty(int(counts.sum()), dtype=send.dtype)
         displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(_I64)
@@ -153,15 +156,18 @@ class Session:
         return out
 
     def barrier(self, what):
+        """Wait until every rank is here, at most ``timeout`` seconds (``what``: as for
+        :meth:`allgather`)."""
         self._wait(self.comm.Ibarrier(), what)
 
     def bcast(self, buf, what):
-        """buf <- rank 0's buf, in place."""
+        """buf <- rank 0's buf, in place (``what``: as for :meth:`allgather`)."""
         if buf.size:
             self._wait(self.comm.Ibcast(buf, root=0), what)
 
     def bcast_json(self, obj, what):
-        """Rank 0's JSON-ready object (sent as UTF-8 text: never a pickle)."""
+        """Rank 0's JSON-ready object ``obj`` (sent as UTF-8 text: never a pickle); the
+        other ranks' ``obj`` is ignored.  ``what``: as for :meth:`allgather`."""
         raw = json.dumps(obj, sort_keys=True).encode() if self.rank == 0 else b""
         n = np.array([len(raw)], dtype=_I64)
         self.bcast(n, what)
@@ -174,7 +180,8 @@ class Session:
 def raise_together(session, error):
     """Print ``error`` (flushed), wait at a timed barrier until every rank has, then raise
     it: mpiexec stops every rank once one exits with an error, and may drop output it
-    has not forwarded yet, so each rank's message is out before any of them ends."""
+    has not forwarded yet, so each rank's message is out before any of them ends.
+    ``session`` is the fit's :class:`Session`."""
     name = type(error).__name__
     if type(error).__module__ not in ("builtins", "__main__"):
         name = f"{type(error).__module__}.{name}"
@@ -200,7 +207,9 @@ def _digest(obj) -> float:
 def threads_per_rank(session, cores=None):
     """(threads each rank of this node may use, ranks on the node, cores): cores // ranks
     on the node, at least 1.  The ranks of a node are those whose processor name
-    matches (a timed Allgather of its digest, not MPI's own blocking split)."""
+    matches (a timed Allgather of its digest, not MPI's own blocking split), over the
+    ranks of ``session``.  ``cores``: this node's cores (default: those this process may
+    run on)."""
     host = _digest(session.MPI.Get_processor_name())
     names = session.allgather(np.array([host]), "the count of ranks per node")
     on_node = int(np.sum(names[:, 0] == host))
@@ -245,8 +254,9 @@ def _fields(model, data, n, fit_args):
 
 
 def agree(session, model, data, n, fit_args):
-    """Raise the same named error on every rank when the ranks differ on the model,
-    the data's size or fit's arguments."""
+    """Raise the same named error on every rank of ``session`` when the ranks differ on
+    the ``model``, the shapes of ``data`` (the fit's data bundle), its row count ``n``
+    or fit's arguments ``fit_args`` (a JSON-ready dict)."""
     fields = _fields(model, data, n, fit_args)
     mine = np.array([_digest(v) for v in fields.values()])
     table = session.allgather(mine, "the ranks' check of model and data")
@@ -264,7 +274,8 @@ def agree(session, model, data, n, fit_args):
 
 
 def take_rank0_state(session, model):
-    """Every rank's weights, optimizer state, step counts and random streams <- rank 0's."""
+    """Every rank's weights, optimizer state, step counts and random streams <- rank 0's,
+    for ``model`` over the ranks of ``session``."""
     plan = model._plan
     for a in (model.params, model.tables, model.optimizer.state, model.optimizer.step,
               plan.emb_state, plan.emb_step, plan.stream.step, model._rng_step):
@@ -279,7 +290,8 @@ def take_rank0_state(session, model):
 
 
 def rank_seed(seed: int, rank: int) -> int:
-    """Rank r's dropout key: the model's for rank 0, one of its own for the others."""
+    """Rank r's dropout key from the model's ``seed``: that seed for rank 0, one of its
+    own for the others (``rank`` folded into it)."""
     if rank == 0:
         return int(seed)
     return int(np.random.SeedSequence([int(seed), rank]).generate_state(1, np.uint64)[0] >> 1)
@@ -295,7 +307,14 @@ _ERROR, _STATUS, _TOTAL, _ROWS = 0, 1, 2, 3
 class DataParallel:
     """The epochs of a fit run over the ranks: the inner driver (compiled or per-layer)
     computes a shard's gradients, this one sums them over the ranks, and the inner
-    driver updates.  Everything else is the inner driver's."""
+    driver updates.  Everything else is the inner driver's.
+
+    Parameters
+    ----------
+    inner : the model's driver (compiled or per-layer)
+    session : Session
+        The ranks of the fit.
+    """
 
     def __init__(self, inner, session):
         self.inner = inner
@@ -311,6 +330,22 @@ class DataParallel:
         p.work.n_rows[:] = 0
 
     def epochs(self, data, perms, batch_size, accumulate, lrs, losses):
+        """Run the epochs, the gradients of every update summed over the ranks.
+
+        Parameters
+        ----------
+        data : the fit's data bundle (inputs, targets, lengths).
+        perms : int64 array (epochs, n): each epoch's row order.
+        batch_size : rows per minibatch.
+        accumulate : minibatches whose gradients are summed into one update.
+        lrs : float64 array (epochs, minibatches): the learning rate of each step.
+        losses : float64 array (epochs, minibatches), filled with each minibatch's loss.
+
+        Returns
+        -------
+        (epochs done, step, status): ``status`` is OK (``fastbp.engine.codes``), or the
+        divergence met at that epoch and step.
+        """
         from .threads import parallel_enabled
         p, inner, s_ = self.plan, self.inner, self.session
         build = inner.build
@@ -338,9 +373,10 @@ class DataParallel:
                         if hi > lo:
                             build.load_inputs(p.tape, p.work, data, perm, start + lo, hi - lo,
                                               par)
-                            yf, yi = build.load_targets(p.tape, p.work, data, perm, start + lo,
-                                                        hi - lo, par)
-                            total, status, _ = inner.gradients(data._replace(yf=yf, yi=yi),
+                            yf, yi, yw = build.load_targets(p.tape, p.work, data, perm,
+                                                            start + lo, hi - lo, par)
+                            total, status, _ = inner.gradients(data._replace(yf=yf, yi=yi,
+                                                                             w=yw),
                                                                hi - lo, count, True, j > 0)
                         else:  # a last minibatch smaller than the ranks: nothing here
                             if j == 0:
@@ -413,7 +449,11 @@ class DataParallel:
 
 def begin(model, data, n, batch_size, fit_args):
     """The session of a distributed fit, or None (with a warning) when this process is
-    the only rank.  Checks, agrees and copies rank 0's state before the first step."""
+    the only rank.  Checks, agrees and copies rank 0's state before the first step.
+
+    ``model`` is the model being fit, ``data`` its data bundle of ``n`` rows,
+    ``batch_size`` the minibatch size (at least one row per rank) and ``fit_args``
+    the fit's arguments the ranks must agree on (a JSON-ready dict)."""
     session = Session()
     if session.size == 1:
         warnings.warn("fit(distributed=True) in a process that is the only MPI rank (not "
@@ -437,7 +477,14 @@ class Hogwild:
     """The epochs of a fit on ``threads`` Python threads (the compiled kernels release
     the GIL): minibatch s goes to thread s % threads, each thread runs the fused epoch
     loop on its own minibatches with its own workspace and gradients, reading and
-    writing the shared weights and optimizer state without locks.  Not deterministic."""
+    writing the shared weights and optimizer state without locks.  Not deterministic.
+
+    Parameters
+    ----------
+    inner : the model's driver (its compiled ``build`` runs each thread's epochs)
+    threads : int
+        The number of threads.
+    """
 
     def __init__(self, inner, threads):
         self.inner = inner
@@ -455,6 +502,23 @@ class Hogwild:
         return getattr(self.inner, name)
 
     def epochs(self, data, perms, batch_size, accumulate, lrs, losses):
+        """Run the epochs on the threads (``accumulate`` is not used: each minibatch is
+        one update).
+
+        Parameters
+        ----------
+        data : the fit's data bundle (inputs, targets, lengths).
+        perms : int64 array (epochs, n): each epoch's row order.
+        batch_size : rows per minibatch.
+        accumulate : minibatches whose gradients are summed into one update.
+        lrs : float64 array (epochs, minibatches): the learning rate of each step.
+        losses : float64 array (epochs, minibatches), filled with each minibatch's loss.
+
+        Returns
+        -------
+        (epochs done, step, status): ``status`` is OK (``fastbp.engine.codes``), or the
+        divergence met at that epoch and step.
+        """
         from concurrent.futures import ThreadPoolExecutor
         p, build, T = self.plan, self.inner.build, self.threads
         n = perms.shape[1]

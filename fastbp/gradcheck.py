@@ -36,6 +36,7 @@ def gradcheck(model, x, y, eps: float = 1e-6, max_per_array: int = 256, seed: in
     x, y : one batch (x: an array, or a list/dict for a model of several inputs)
     eps : the finite-difference step h
     max_per_array : arrays with more elements are checked on a random sample of this size
+    seed : seeds the choice of that sample
     return_details : also return {"layer.name": error}
 
     Dropout is off (inference mode) so that the loss is a deterministic function.

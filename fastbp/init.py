@@ -42,39 +42,149 @@ def _fans(shape: tuple) -> tuple[int, int]:
 
 
 def he_normal(shape, rng, dtype=np.float64):
+    """He/Kaiming normal weights, N(0, 2 / fan_in) (``"he"``, ``"he_normal"``).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(n_in, n_out)``; fan_in = n_in, fan_out = n_out.
+    rng : numpy.random.Generator
+        The generator drawn from.
+    dtype : numpy dtype
+        The dtype of the result (float64 by default).
+
+    Returns
+    -------
+    array of ``shape`` and ``dtype``
+    """
     fan_in, _ = _fans(shape)
     return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)
 
 
 def he_uniform(shape, rng, dtype=np.float64):
+    """He uniform weights, U[-sqrt(6 / fan_in), +sqrt(6 / fan_in)] (``"he_uniform"``).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(n_in, n_out)``; fan_in = n_in, fan_out = n_out.
+    rng : numpy.random.Generator
+        The generator drawn from.
+    dtype : numpy dtype
+        The dtype of the result (float64 by default).
+
+    Returns
+    -------
+    array of ``shape`` and ``dtype``
+    """
     fan_in, _ = _fans(shape)
     limit = math.sqrt(6.0 / fan_in)
     return rng.uniform(-limit, limit, shape).astype(dtype)
 
 
 def xavier_normal(shape, rng, dtype=np.float64):
+    """Glorot/Xavier normal weights, N(0, 2 / (fan_in + fan_out)) (``"xavier_normal"``,
+    ``"glorot_normal"``).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(n_in, n_out)``; fan_in = n_in, fan_out = n_out.
+    rng : numpy.random.Generator
+        The generator drawn from.
+    dtype : numpy dtype
+        The dtype of the result (float64 by default).
+
+    Returns
+    -------
+    array of ``shape`` and ``dtype``
+    """
     fan_in, fan_out = _fans(shape)
     return (rng.standard_normal(shape) * math.sqrt(2.0 / (fan_in + fan_out))).astype(dtype)
 
 
 def xavier_uniform(shape, rng, dtype=np.float64):
+    """Glorot/Xavier uniform weights, U[-sqrt(6 / (fan_in + fan_out)), +sqrt(6 / (fan_in +
+    fan_out))] (``"xavier_uniform"``, ``"glorot_uniform"``).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(n_in, n_out)``; fan_in = n_in, fan_out = n_out.
+    rng : numpy.random.Generator
+        The generator drawn from.
+    dtype : numpy dtype
+        The dtype of the result (float64 by default).
+
+    Returns
+    -------
+    array of ``shape`` and ``dtype``
+    """
     fan_in, fan_out = _fans(shape)
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, shape).astype(dtype)
 
 
 def lecun_normal(shape, rng, dtype=np.float64):
+    """LeCun normal weights, N(0, 1 / fan_in) (``"lecun"``, ``"lecun_normal"``).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(n_in, n_out)``; fan_in = n_in, fan_out = n_out.
+    rng : numpy.random.Generator
+        The generator drawn from.
+    dtype : numpy dtype
+        The dtype of the result (float64 by default).
+
+    Returns
+    -------
+    array of ``shape`` and ``dtype``
+    """
     fan_in, _ = _fans(shape)
     return (rng.standard_normal(shape) * math.sqrt(1.0 / fan_in)).astype(dtype)
 
 
 def lecun_uniform(shape, rng, dtype=np.float64):
+    """LeCun uniform weights, U[-sqrt(3 / fan_in), +sqrt(3 / fan_in)] (``"lecun_uniform"``).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(n_in, n_out)``; fan_in = n_in, fan_out = n_out.
+    rng : numpy.random.Generator
+        The generator drawn from.
+    dtype : numpy dtype
+        The dtype of the result (float64 by default).
+
+    Returns
+    -------
+    array of ``shape`` and ``dtype``
+    """
     fan_in, _ = _fans(shape)
     limit = math.sqrt(3.0 / fan_in)
     return rng.uniform(-limit, limit, shape).astype(dtype)
 
 
 def orthogonal(shape, rng, dtype=np.float64, gain: float = 1.0):
+    """A (semi-)orthogonal matrix times ``gain``, from the QR decomposition of a Gaussian
+    one with the signs fixed so that it is uniformly distributed (``"orthogonal"``).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(n_in, n_out)``; fan_in = n_in, fan_out = n_out.
+    rng : numpy.random.Generator
+        The generator drawn from.
+    dtype : numpy dtype
+        The dtype of the result (float64 by default).
+    gain : float
+        The factor the orthogonal matrix is multiplied by.
+
+    Returns
+    -------
+    array of ``shape`` and ``dtype``
+    """
     n_in, n_out = _fans(shape)
     a = rng.standard_normal((max(n_in, n_out), min(n_in, n_out)))
     q, r = np.linalg.qr(a)
@@ -85,12 +195,36 @@ def orthogonal(shape, rng, dtype=np.float64, gain: float = 1.0):
 
 
 def zeros(shape, rng=None, dtype=np.float64):
+    """All zeros (``"zeros"``); ``rng`` is not used and may be None.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(n_in, n_out)``; fan_in = n_in, fan_out = n_out.
+    rng : numpy.random.Generator
+        The generator drawn from.
+    dtype : numpy dtype
+        The dtype of the result (float64 by default).
+
+    Returns
+    -------
+    array of ``shape`` and ``dtype``
+    """
     _fans(shape)
     return np.zeros(shape, dtype=dtype)
 
 
 class normal:
-    """N(0, sigma^2) weights: ``init=fb.init.normal(0.1)``."""
+    """N(0, sigma^2) weights: ``init=fb.init.normal(0.1)``.
+
+    An instance is an initialiser ``f(shape, rng, dtype)``, saved in a model's config
+    as ``{"normal": sigma}``.
+
+    Parameters
+    ----------
+    sigma : float
+        The standard deviation (finite, >= 0).
+    """
 
     def __init__(self, sigma: float):
         sigma = float(sigma)
@@ -121,7 +255,8 @@ def default_for(activation: str | None) -> str:
 
 
 def get(init) -> Callable:
-    """Resolve an initialiser given by name or as a callable."""
+    """Resolve ``init``, an initialiser given by name (a key of ``INITIALIZERS``) or as a
+    callable ``f(shape, rng, dtype)`` (returned as it is)."""
     if callable(init):
         return init
     if isinstance(init, str) and init in INITIALIZERS:
@@ -131,7 +266,8 @@ def get(init) -> Callable:
 
 
 def to_config(init) -> str | dict | None:
-    """A JSON-able description of an initialiser (for get_config)."""
+    """A JSON-able description of the initialiser ``init`` (for ``get_config``): its name,
+    ``{"normal": sigma}``, or None for a callable of your own (which is not saved)."""
     if isinstance(init, str) or init is None:
         return init
     if isinstance(init, normal):
@@ -143,6 +279,7 @@ def to_config(init) -> str | dict | None:
 
 
 def from_config(cfg):
+    """The initialiser that ``cfg``, a value of :func:`to_config`, describes."""
     if isinstance(cfg, dict) and "normal" in cfg:
         return normal(cfg["normal"])
     return cfg

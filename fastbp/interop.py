@@ -75,7 +75,9 @@ def to_torch(model):
 
 def from_torch(module, seed: int = 0):
     """A fastbp ``Sequential`` equal to the ``nn.Sequential`` ``module`` (uncompiled),
-    in the dtype of its weights (float32 or float64)."""
+    in the dtype of its weights (float32 or float64).  ``seed`` is the new model's seed
+    (its weights are copied from ``module``, so the seed matters only for the dropout
+    stream of a ``fit`` without one)."""
     torch = _torch()
     from torch import nn
 
@@ -132,7 +134,8 @@ def export_onnx(model, path, opset: int = 17) -> None:
     a chain of Dense and Dropout layers (Dropout is the identity at inference) with an
     optional first WindowEmbedding (a Gather and a Reshape).  Input ``x`` (rows, n_in),
     float, or int64 ids (rows, 2w+1); output ``y`` (rows, n_out); the row count is free.
-    Written atomically: a failure leaves no file."""
+    Written atomically to ``path``: a failure leaves no file.  ``opset`` is the ONNX
+    operator set version the graph declares (17 by default)."""
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper

@@ -13,6 +13,17 @@ from ._validation import check_float, check_int
 
 
 class Schedule:
+    """The base class of the schedules: ``schedule(t, base_lr)`` checks ``t`` and returns
+    :meth:`lr`.  A schedule of your own subclasses it and implements ``lr`` (and
+    ``get_config`` to be saved with a model).
+
+    Parameters
+    ----------
+    per : {"epoch", "step"}
+        What ``t`` counts: epochs (``fit`` evaluates the schedule before each epoch) or
+        optimizer steps (before each step).
+    """
+
     per = "epoch"
 
     def __init__(self, per: str = "epoch"):
@@ -25,9 +36,13 @@ class Schedule:
         return self.lr(t, float(base_lr))
 
     def lr(self, t: int, base_lr: float) -> float:  # pragma: no cover
+        """The learning rate at time ``t`` (epochs or steps from 0, an int >= 0) for the
+        optimizer's base rate ``base_lr``."""
         raise NotImplementedError
 
     def get_config(self) -> dict:
+        """The constructor's arguments as a JSON-able dict; :func:`from_config` takes
+        ``{"class": type(schedule).__name__, "config": schedule.get_config()}``."""
         return {"per": self.per}
 
     def __repr__(self):
@@ -51,7 +66,17 @@ def checked_rate(schedule, t: int, base_lr: float) -> float:
 
 
 class StepDecay(Schedule):
-    """lr_t = base_lr * gamma ** floor(t / step_size)  (torch's StepLR)."""
+    """lr_t = base_lr * gamma ** floor(t / step_size)  (torch's StepLR).
+
+    Parameters
+    ----------
+    step_size : int
+        Epochs (or steps) between two decays (>= 1).
+    gamma : float
+        The factor of each decay (> 0).
+    per : {"epoch", "step"}
+        What ``t`` counts (default ``"epoch"``).
+    """
 
     def __init__(self, step_size: int, gamma: float = 0.1, per: str = "epoch"):
         super().__init__(per)
@@ -66,7 +91,15 @@ class StepDecay(Schedule):
 
 
 class ExponentialDecay(Schedule):
-    """lr_t = base_lr * exp(-k t)  (seed 000)."""
+    """lr_t = base_lr * exp(-k t)  (seed 000).
+
+    Parameters
+    ----------
+    k : float
+        The decay rate (>= 0).
+    per : {"epoch", "step"}
+        What ``t`` counts (default ``"epoch"``).
+    """
 
     def __init__(self, k: float, per: str = "epoch"):
         super().__init__(per)
@@ -80,7 +113,15 @@ class ExponentialDecay(Schedule):
 
 
 class InverseTimeDecay(Schedule):
-    """lr_t = base_lr / (1 + base_lr * lam * t)  (Bottou's 1/t schedule, seed 003)."""
+    """lr_t = base_lr / (1 + base_lr * lam * t)  (Bottou's 1/t schedule, seed 003).
+
+    Parameters
+    ----------
+    lam : float
+        lambda >= 0, the regularisation strength of Bottou's rule.
+    per : {"epoch", "step"}
+        What ``t`` counts (default ``"step"``).
+    """
 
     def __init__(self, lam: float, per: str = "step"):
         super().__init__(per)
@@ -97,6 +138,15 @@ class CosineDecay(Schedule):
     """lr_t = eta_min + (base_lr - eta_min) (1 + cos(pi t / T)) / 2 for t <= T, then eta_min.
 
     (torch's CosineAnnealingLR over its first half-period; it does not restart.)
+
+    Parameters
+    ----------
+    T : int
+        The length of the decay in epochs (or steps), >= 1.
+    eta_min : float
+        The final learning rate (>= 0).
+    per : {"epoch", "step"}
+        What ``t`` counts (default ``"epoch"``).
     """
 
     def __init__(self, T: int, eta_min: float = 0.0, per: str = "epoch"):
@@ -119,6 +169,17 @@ class LinearWarmup(Schedule):
     For t < warmup: lr_t = base_lr * (start_factor + (1 - start_factor) * t / warmup).
     Afterwards: ``then(t - warmup, base_lr)``, or base_lr when ``then`` is None.
     The warm-up counts in the units of ``per``; ``then`` must count in the same units.
+
+    Parameters
+    ----------
+    warmup : int
+        The length of the warm-up (>= 1).
+    then : Schedule, optional
+        The schedule after the warm-up, its ``t`` counted from the warm-up's end.
+    start_factor : float
+        The share of base_lr at t = 0, in [0, 1].
+    per : {"epoch", "step"}
+        What ``t`` counts (default ``"step"``).
     """
 
     def __init__(self, warmup: int, then: Schedule | None = None, start_factor: float = 0.0,
@@ -152,6 +213,19 @@ class CyclicLR(Schedule):
     cycle = floor(1 + t / (2 step_size)); x = |t / step_size - 2 cycle + 1|;
     lr_t = base_lr + (max_lr - base_lr) max(0, 1 - x) scale, where scale is 1
     ("triangular"), 1 / 2^(cycle - 1) ("triangular2") or gamma^t ("exp_range").
+
+    Parameters
+    ----------
+    max_lr : float
+        The top of the cycle (> 0).
+    step_size : int
+        Half a cycle, in steps (or epochs), >= 1.
+    mode : {"triangular", "triangular2", "exp_range"}
+        How the amplitude changes from cycle to cycle (``scale`` above).
+    gamma : float
+        The decay of ``"exp_range"`` (> 0).
+    per : {"epoch", "step"}
+        What ``t`` counts (default ``"step"``).
     """
 
     MODES = ("triangular", "triangular2", "exp_range")
@@ -188,7 +262,8 @@ SCHEDULES = {"StepDecay": StepDecay, "ExponentialDecay": ExponentialDecay,
 
 
 def from_config(spec: dict) -> Schedule:
-    """Rebuild a schedule from {"class": name, "config": get_config()}."""
+    """Rebuild a schedule from ``spec``, a dict ``{"class": name, "config":
+    schedule.get_config()}`` naming one of the schedules of this module."""
     cls = SCHEDULES.get(spec.get("class")) if isinstance(spec, dict) else None
     if cls is None:
         raise ValueError(f"unknown schedule {spec!r}; known: {sorted(SCHEDULES)}")

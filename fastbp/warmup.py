@@ -47,7 +47,19 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = False, *, model=None,
     (:mod:`fastbp.engine.precompile`).  Without: the builds
     of a few common models for each dtype (Dense and Dropout MLPs with SGD and Adam and
     every loss, a window model); other combinations of node kinds, optimizer and loss
-    compile on first use (see :mod:`fastbp.engine.specialize`)."""
+    compile on first use (see :mod:`fastbp.engine.specialize`).
+
+    Parameters
+    ----------
+    dtypes : sequence of {"float32", "float64"}
+        The dtypes of the common models (without ``model``).
+    verbose : bool
+        Print a line as each group of common models is warm.
+    model : Model or Sequential, optional
+        A compiled model to warm up for, instead of the common models.
+    predict : bool
+        With ``model``: compile its ``predict`` too.
+    """
     if model is not None:
         from .engine.precompile import compile_model
         if model.optimizer is None:

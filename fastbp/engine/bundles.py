@@ -24,8 +24,8 @@ Weights = namedtuple("Weights", ["params", "grads", "emb", "pscratch"])
 #: share of a gradient before it is added; ``row_loss`` : float64 per row;
 #: ``rows`` : every table's touched rows and id hash table; ``row_grads`` : their
 #: gradients; ``n_rows`` : int64 (n_tables,) rows touched, -1 before the first
-#: node of a backward pass opens them; ``ybf``, ``ybi`` : targets of a minibatch
-#: gathered by the epoch loop; ``order`` : int64 0, 1, 2, ... (rows in order);
+#: node of a backward pass opens them; ``ybf``, ``ybi``, ``ybw`` : targets and row
+#: weights of a minibatch gathered by the epoch loop; ``order`` : int64 0, 1, 2, ... (rows in order);
 #: ``lengths`` : int64 (batch,) the steps of each sequence of the minibatch loaded;
 #: ``starts`` : int64 (batch + 1,) the row of each one's first step in a sequence value
 #: (packed: no padding between), then the rows in all; ``steps`` : int64 (3,) that
@@ -33,7 +33,7 @@ Weights = namedtuple("Weights", ["params", "grads", "emb", "pscratch"])
 #: ``cache`` : what the recurrent nodes keep for their backward pass; ``rwork`` : their
 #: scratch space.
 Work = namedtuple("Work", ["acts", "agrads", "ids", "work", "tmp", "row_loss", "rows",
-                           "row_grads", "n_rows", "ybf", "ybi", "order", "lengths", "starts",
+                           "row_grads", "n_rows", "ybf", "ybi", "ybw", "order", "lengths", "starts",
                            "steps", "cache", "rwork"])
 
 #: ``code`` and ``hp`` : the optimizer and its hyperparameters (layout in
@@ -48,8 +48,10 @@ Optim = namedtuple("Optim", ["code", "hp", "state", "step", "emb_state", "emb_st
 #: (N, n_out) and ``yi`` int64 labels (N,), each a small dummy when unused.  With
 #: sequences: a sequence input takes ``steps`` times its width in columns (step after
 #: step), ``lengths`` (N,) holds each row's steps, ``yi`` the per-token labels (N * steps,)
-#: and ``tokens`` (N,) how many of a row's labels count in the loss.
-Data = namedtuple("Data", ["xf", "xi", "yf", "yi", "lengths", "tokens", "steps"])
+#: and ``tokens`` (N,) how many of a row's labels count in the loss.  ``w`` : float64
+#: weights of the loss rows (N,), or (N * steps,) per token, as ``fit(sample_weight=,
+#: class_weight=)`` make them; empty when there are none.
+Data = namedtuple("Data", ["xf", "xi", "yf", "yi", "lengths", "tokens", "steps", "w"])
 
 #: The dropout stream: ``seed`` and ``step`` : int64 (1,) training-mode passes so far.
 Stream = namedtuple("Stream", ["seed", "step"])

@@ -32,8 +32,8 @@ class Compiled:
     def gradients(self, data, m, count, training, add):
         p = self.plan
         return self.build.gradients(p.tape, p.weights, p.work, p.optim_bundle().clip_norm,
-                                    data.yf, data.yi, m, count, p.stream, training, add,
-                                    parallel_enabled())
+                                    data.yf, data.yi, data.w, m, count, p.stream, training,
+                                    add, parallel_enabled())
 
     def load(self, data, m):
         p = self.plan
@@ -150,7 +150,8 @@ class Layerwise(Compiled):
         par = parallel_enabled()
         drop_step = int(p.stream.step[0])
         self._forward(m, training, drop_step)
-        total = self.build.output_gradient(p.tape, p.work, data.yf, data.yi, m, count, par)
+        total = self.build.output_gradient(p.tape, p.work, data.yf, data.yi, data.w, m, count,
+                                           par)
         if not math.isfinite(total):
             return total, C.NONFINITE_LOSS, 0.0
         if not add:
@@ -164,10 +165,12 @@ class Layerwise(Compiled):
         return total, status, sq
 
     def _targets(self, data, idx, start, m):
-        """data with the minibatch's targets gathered (labels per step for sequences)."""
+        """data with the minibatch's targets and row weights gathered (per step for
+        sequences)."""
         p = self.plan
-        yf, yi = self.build.load_targets(p.tape, p.work, data, idx, start, m, parallel_enabled())
-        return data._replace(yf=yf, yi=yi)
+        yf, yi, w = self.build.load_targets(p.tape, p.work, data, idx, start, m,
+                                            parallel_enabled())
+        return data._replace(yf=yf, yi=yi, w=w)
 
     def step(self, data, m, lr, training=True, do_update=True):
         p = self.plan
@@ -242,7 +245,7 @@ class Layerwise(Compiled):
         count = self.build.batch_count(p.tape, data, p.work.order, 0, m)
         if p.has_sequences:
             data = self._targets(data, p.work.order, 0, m)
-        return self.build.output_gradient(p.tape, p.work, data.yf, data.yi, m, count,
+        return self.build.output_gradient(p.tape, p.work, data.yf, data.yi, data.w, m, count,
                                           parallel_enabled()) / count
 
 

@@ -252,24 +252,35 @@ def load_inputs(tape, work, data, idx, start, m, parallel):
 
 @jit_always_inline
 def load_targets(tape, work, data, idx, start, m, parallel):
-    """(yf, yi) of rows idx[start:start + m], gathered into the work buffers; for a
-    sequence output the labels of each row's steps, -1 past its length."""
+    """(yf, yi, w) of rows idx[start:start + m], gathered into the work buffers; for a
+    sequence output the labels (and weights) of each row's steps, -1 past its length.
+    w is data.w itself (empty) when the data carries no row weights."""
+    w = data.w
     if HAS_SEQUENCES and tape.values[tape.output, SEQ] != 0:
         yi = work.ybi[:work.steps[2]]
+        if data.w.shape[0] > 0:
+            w = work.ybw[:work.steps[2]]
         for i in range(m):
             r = idx[start + i] * data.steps
             r0 = work.starts[i]
             for t in range(work.lengths[i]):
                 yi[r0 + t] = data.yi[r + t]
-        return work.ybf, yi
+            if data.w.shape[0] > 0:
+                for t in range(work.lengths[i]):
+                    w[r0 + t] = data.w[r + t]
+        return work.ybf, yi, w
+    if data.w.shape[0] > 0:
+        w = work.ybw[:m]
+        for i in range(m):
+            w[i] = data.w[idx[start + i]]
     if tape.loss == SOFTMAX_CROSS_ENTROPY:  # integer labels
         yi = work.ybi[:m]
         for i in range(m):
             yi[i] = data.yi[idx[start + i]]
-        return work.ybf, yi
+        return work.ybf, yi, w
     yf = work.ybf[:m]
     _gather(data.yf, unliteral(0), idx, start, yf, parallel)
-    return yf, work.ybi
+    return yf, work.ybi, w
 
 
 @jit_always_inline
@@ -512,14 +523,15 @@ def backward(tape, weights, work, m, seed, drop_step, training, add_params, para
 
 # -- the gradient phase -------------------------------------------------------------------------------
 @jit_always_inline
-def output_gradient(tape, work, yf, yi, m, count, parallel):
-    """The summed loss of the output's rows; its gradient (the sum's, over ``count``)
-    goes into the output value's gradient slot."""
+def output_gradient(tape, work, yf, yi, yw, m, count, parallel):
+    """The summed loss of the output's rows (each times its weight in ``yw`` when that
+    is not empty); its gradient (the sum's, over ``count``) goes into the output
+    value's gradient slot."""
     values = tape.values
     R = work.steps[2] if HAS_SEQUENCES else m
     out = slot(work.acts, values, tape.output, m, R)
     g = slot(work.agrads, values, tape.output, m, R)
-    return loss_sum_and_grad(tape.loss, out, yf, yi, g, work.row_loss, count, parallel)
+    return loss_sum_and_grad(tape.loss, out, yf, yi, yw, g, work.row_loss, count, parallel)
 
 
 @jit_always_inline
@@ -547,7 +559,7 @@ def gradient_status(tape, weights, work, clip_norm, parallel):
 
 
 @jit_always_inline
-def gradients(tape, weights, work, clip_norm, yf, yi, m, count, stream, training, add,
+def gradients(tape, weights, work, clip_norm, yf, yi, yw, m, count, stream, training, add,
               parallel):
     """Phase one: forward, loss, backward, checks.  ``count``: what the loss is averaged
     over (the batch's own loss_count, or an accumulated group's); ``add``: add these
@@ -558,7 +570,7 @@ def gradients(tape, weights, work, clip_norm, yf, yi, m, count, stream, training
     """
     drop_step = stream.step[0]
     forward(tape, weights, work, m, stream.seed, drop_step, training, parallel)
-    total = output_gradient(tape, work, yf, yi, m, count, parallel)
+    total = output_gradient(tape, work, yf, yi, yw, m, count, parallel)
     if not math.isfinite(total):
         return total, NONFINITE_LOSS, 0.0
     if not add:
@@ -601,10 +613,10 @@ def train_step(tape, weights, work, opt, data, m, lr, stream, training, do_updat
     the gradients are computed.  Returns (batch-mean loss, status)."""
     load_inputs(tape, work, data, work.order, 0, m, parallel)
     count = batch_count(tape, data, work.order, 0, m)
-    yf, yi = data.yf, data.yi
+    yf, yi, yw = data.yf, data.yi, data.w
     if HAS_SEQUENCES:
-        yf, yi = load_targets(tape, work, data, work.order, 0, m, parallel)
-    total, status, sq = gradients(tape, weights, work, opt.clip_norm, yf, yi, m, count,
+        yf, yi, yw = load_targets(tape, work, data, work.order, 0, m, parallel)
+    total, status, sq = gradients(tape, weights, work, opt.clip_norm, yf, yi, yw, m, count,
                                   stream, training, False, parallel)
     loss = total / count
     if status != OK or not do_update:
@@ -629,11 +641,11 @@ def train_epoch(tape, weights, work, opt, data, perm, batch_size, accumulate, lr
         start = s * batch_size
         m = min(batch_size, n - start)
         load_inputs(tape, work, data, perm, start, m, parallel)
-        yf, yi = load_targets(tape, work, data, perm, start, m, parallel)
+        yf, yi, yw = load_targets(tape, work, data, perm, start, m, parallel)
         j = s % accumulate
         g0 = (s - j) * batch_size
         group = min(g0 + accumulate * batch_size, n) - g0
-        total, status, sq = gradients(tape, weights, work, opt.clip_norm, yf, yi, m,
+        total, status, sq = gradients(tape, weights, work, opt.clip_norm, yf, yi, yw, m,
                                       batch_count(tape, data, perm, g0, group), stream, True,
                                       j > 0, parallel)
         losses[s] = total / batch_count(tape, data, perm, start, m)
@@ -690,7 +702,7 @@ def score_batch(tape, work, data, start, m):
     o = slot(work.acts, tape.values, tape.output, m, R)
     scratch = slot(work.agrads, tape.values, tape.output, m, R)
     if HAS_SEQUENCES and tape.values[tape.output, SEQ] != 0:
-        yf, yi = load_targets(tape, work, data, work.order, start, m, False)
+        yf, yi, _ = load_targets(tape, work, data, work.order, start, m, False)
         return loss_sum_and_correct(tape.loss, o, yf, yi, scratch)
     if tape.loss == SOFTMAX_CROSS_ENTROPY:
         return loss_sum_and_correct(tape.loss, o, data.yf, data.yi[start:start + m], scratch)
@@ -720,7 +732,7 @@ def loss_only(tape, weights, work, data, m, parallel):
     load_inputs(tape, work, data, work.order, 0, m, parallel)
     forward(tape, weights, work, m, 0, 0, False, parallel)
     count = batch_count(tape, data, work.order, 0, m)
-    yf, yi = data.yf, data.yi
+    yf, yi, yw = data.yf, data.yi, data.w
     if HAS_SEQUENCES:
-        yf, yi = load_targets(tape, work, data, work.order, 0, m, parallel)
-    return output_gradient(tape, work, yf, yi, m, count, parallel) / count
+        yf, yi, yw = load_targets(tape, work, data, work.order, 0, m, parallel)
+    return output_gradient(tape, work, yf, yi, yw, m, count, parallel) / count

@@ -347,6 +347,7 @@ class Plan:
         out_steps = steps if self.output.sequence else 1
         ybf = np.zeros((batch * out_steps, self.n_out), dtype=dt)
         ybi = np.zeros(batch * out_steps, dtype=_I64)
+        ybw = np.zeros(batch * out_steps, dtype=np.float64)
         rwork = 1
         for n in range(self.nodes.shape[0]):
             if self.nodes[n, C.KIND] == C.RECURRENT:
@@ -356,7 +357,7 @@ class Plan:
                     int(self.vtable[self.nodes[n, C.OUT], C.WIDTH]), int(self.vtable[v_in, C.WIDTH])))
         self._buffers = [acts, agrads, ids, work, tmp,
                          np.empty(batch * out_steps, dtype=np.float64), rows, row_grads, n_rows,
-                         ybf, ybi]
+                         ybf, ybi, ybw]
         self._seq_buffers = [np.zeros(batch, dtype=_I64), np.zeros(batch + 1, dtype=_I64),
                              np.array([1, steps, batch], dtype=_I64),
                              np.empty(max(1, batch * steps * self.cache_width), dtype=dt),
@@ -410,9 +411,11 @@ class Plan:
         d = int(self.tables[t, C.DIM])
         return self.work.rows[ro:ro + cap], self.work.row_grads[go:go + cap * d].reshape(cap, d)
 
-    def data(self, xf, xi, yf, yi, lengths=None, tokens=None, steps=1) -> Data:
+    def data(self, xf, xi, yf, yi, lengths=None, tokens=None, steps=1, w=None) -> Data:
         if lengths is None:
             lengths = np.ones(1, dtype=_I64)
         if tokens is None:
             tokens = np.ones(1, dtype=_I64)
-        return Data(xf, xi, yf, yi, lengths, tokens, int(steps))
+        if w is None:
+            w = np.empty(0, dtype=np.float64)
+        return Data(xf, xi, yf, yi, lengths, tokens, int(steps), w)

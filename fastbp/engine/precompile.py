@@ -86,8 +86,8 @@ def backward_half(model) -> None:
                                     0.0, o.step[0] + 1, 1.0, par)
     out = p.slot(p.value_of(p.output), m)
     g = p.slot(p.value_of(p.output), m, grad=True)
-    function(losses.loss_sum_and_grad, f)(p.tape.loss, out, w.ybf, w.ybi[:m], g, w.row_loss,
-                                          m, par)
+    function(losses.loss_sum_and_grad, f)(p.tape.loss, out, w.ybf, w.ybi[:m], w.ybw[:0], g,
+                                          w.row_loss, m, par)
     optim.squared_norm(p.weights.grads, par)
     optim.count_nonfinite(p.weights.grads)
     b.backward_nodes(p.tape, p.weights, w, 0, p.nodes.shape[0], m, p.stream.seed, 0, False,

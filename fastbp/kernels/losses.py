@@ -10,6 +10,12 @@ Averaging follows PyTorch's ``reduction="mean"``:
   A label of -1 (a padded step of a sequence) carries no loss and no gradient, and
   the mean is over the other rows (PyTorch's ``ignore_index=-1``).
 
+Row weights (``fit(sample_weight=..., class_weight=...)``) follow Keras: each row's
+loss times its weight w_i, the sum divided by the same count as without weights
+(L = sum_i w_i l_i / batch for softmax CE), so dL/do_i is the unweighted row's
+gradient times w_i.  An empty weight array means every w_i = 1 (the same bits as
+no weights).
+
 Every exponential is taken of a non-positive number (log-sum-exp, -|o|), so no
 loss overflows for |o| = 1e4.  Per-row losses are summed in float64, in row order.
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import prange
 
 from .._config import PARALLEL_MIN_WORK, jit, jit_parallel
@@ -106,23 +113,28 @@ def loss_and_grad(code, out, yf, yi, grad, row_loss, parallel):
     Returns the loss as a float64.
     """
     count = loss_count(code, out.shape[0], out.shape[1])
-    return loss_sum_and_grad(code, out, yf, yi, grad, row_loss, count, parallel) / count
+    w = np.empty(0, dtype=np.float64)
+    return loss_sum_and_grad(code, out, yf, yi, w, grad, row_loss, count, parallel) / count
 
 
 @jit_parallel
-def loss_sum_and_grad(code, out, yf, yi, grad, row_loss, count, parallel):
-    """The summed loss of ``out``'s rows; writes into ``grad`` the gradient of that sum
-    divided by ``count`` (the batch's own loss_count for its mean; the count of a
-    k-times larger batch when k minibatches accumulate their gradients).
-    Arguments as for :func:`loss_and_grad`."""
+def loss_sum_and_grad(code, out, yf, yi, w, grad, row_loss, count, parallel):
+    """The summed (row-weighted) loss of ``out``'s rows; writes into ``grad`` the
+    gradient of that sum divided by ``count`` (the batch's own loss_count for its
+    mean; the count of a k-times larger batch when k minibatches accumulate their
+    gradients).  w : float64 (batch,) row weights, or empty for none.  Other
+    arguments as for :func:`loss_and_grad`."""
     m = out.shape[0]
     scale = 1.0 / count
+    weighted = w.shape[0] > 0
     if parallel and out.size >= PARALLEL_MIN_WORK:
         for i in prange(m):
-            row_loss[i] = _row_loss(code, out[i], yf, yi, i, grad[i], scale)
+            wi = w[i] if weighted else 1.0
+            row_loss[i] = wi * _row_loss(code, out[i], yf, yi, i, grad[i], scale * wi)
     else:
         for i in range(m):
-            row_loss[i] = _row_loss(code, out[i], yf, yi, i, grad[i], scale)
+            wi = w[i] if weighted else 1.0
+            row_loss[i] = wi * _row_loss(code, out[i], yf, yi, i, grad[i], scale * wi)
     total = 0.0
     for i in range(m):
         total += row_loss[i]

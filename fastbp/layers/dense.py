@@ -58,9 +58,25 @@ class Dense(Layer):
         return self.n_out
 
     def param_shapes(self, input_dim: int) -> dict[str, tuple]:
+        """``{"W": (n_in, n_out), "b": (n_out,)}``; ``input_dim`` equals ``n_in``."""
         return {"W": (self.n_in, self.n_out), "b": (self.n_out,)}
 
     def build(self, input_dim, rng, dtype):
+        """Initial parameters: ``W`` from the initialiser, ``b`` zeros.
+
+        Parameters
+        ----------
+        input_dim : int
+            The input width (``n_in``).
+        rng : numpy.random.Generator
+            The model's generator, which the initialiser draws from.
+        dtype : {"float32", "float64"}
+            The model's dtype.
+
+        Returns
+        -------
+        dict with ``"W"``: array (n_in, n_out) and ``"b"``: zeros (n_out,), of ``dtype``.
+        """
         W = np.asarray(self._init_fn((self.n_in, self.n_out), rng, dtype), dtype=dtype)
         if W.shape != (self.n_in, self.n_out):
             raise ValueError(f"initialiser {self.init!r} returned shape {W.shape}, expected "
@@ -70,6 +86,8 @@ class Dense(Layer):
     # W and b read and write the model's flat buffer.
     @property
     def W(self) -> np.ndarray:
+        """The weights, (n_in, n_out): a view of the model's flat buffer (assigning copies
+        into it, after checking the shape and finiteness)."""
         return self.params["W"]
 
     @W.setter
@@ -78,6 +96,7 @@ class Dense(Layer):
 
     @property
     def b(self) -> np.ndarray:
+        """The bias, (n_out,): a view of the model's flat buffer, assignable like ``W``."""
         return self.params["b"]
 
     @b.setter
@@ -86,13 +105,18 @@ class Dense(Layer):
 
     @property
     def dW(self) -> np.ndarray:
+        """The gradient of the loss with respect to ``W``, (n_in, n_out), from the last
+        backward pass (a view of the model's gradient buffer)."""
         return self.grads["W"]
 
     @property
     def db(self) -> np.ndarray:
+        """The gradient of the loss with respect to ``b``, (n_out,)."""
         return self.grads["b"]
 
     def get_config(self):
+        """The constructor's arguments as a JSON-able dict (``slope`` only for
+        ``"leaky_relu"``); :meth:`from_config` rebuilds the layer from it."""
         cfg = {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation,
                "init": _init.to_config(self.init)}
         if self.activation == "leaky_relu":
@@ -101,6 +125,8 @@ class Dense(Layer):
 
     @classmethod
     def from_config(cls, config):
+        """A new layer from ``config``, a dict from :meth:`get_config` (its ``init``
+        entry turned back into an initialiser)."""
         config = dict(config)
         config["init"] = _init.from_config(config.get("init"))
         return cls(**config)

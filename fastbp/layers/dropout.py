@@ -14,6 +14,11 @@ class Dropout(Layer):
     Off in ``predict`` and ``evaluate``.  Masks come from a counter-based generator
     keyed by (fit seed, step, node), so a seeded run is reproducible at any thread
     count, and a recomputed forward pass draws the same mask.
+
+    Parameters
+    ----------
+    p : float
+        The probability of zeroing an input, in [0, 1).
     """
 
     def __init__(self, p: float = 0.5):
@@ -25,4 +30,5 @@ class Dropout(Layer):
         return NodeSpec(codes.DROPOUT, width, fattrs={"p": self.p})
 
     def get_config(self):
+        """``{"p": p}``, the constructor's argument."""
         return {"p": self.p}

@@ -13,6 +13,13 @@ from .base import Layer, single_input
 class WindowEmbedding(Layer):
     """Look up the 2w+1 word vectors of each window and concatenate them.
 
+    Only the rows a batch uses are read and written by the optimizer (lazy,
+    row-wise updates), so a step costs the same for any vocabulary size.  The
+    table is kept out of the model's flat parameter buffer (in the model's flat
+    embedding buffer).  In a Sequential model it must be the first layer; in a
+    functional model it reads an ``fb.Input(2 * window + 1, dtype="int64")``, and
+    several of them (words, casing, suffixes) may feed one network.
+
     Parameters
     ----------
     vocab_size, dim : int
@@ -29,13 +36,6 @@ class WindowEmbedding(Layer):
     padding_id : int or None
         This row takes no gradient (PyTorch's ``padding_idx``) and starts at zero
         unless ``weights`` are given.  None: no padding row.
-
-    Only the rows a batch uses are read and written by the optimizer (lazy,
-    row-wise updates), so a step costs the same for any vocabulary size.  The
-    table is kept out of the model's flat parameter buffer (in the model's flat
-    embedding buffer).  In a Sequential model it must be the first layer; in a
-    functional model it reads an ``fb.Input(2 * window + 1, dtype="int64")``, and
-    several of them (words, casing, suffixes) may feed one network.
     """
 
     def __init__(self, vocab_size: int, dim: int, window: int = 2, weights=None,
@@ -74,6 +74,7 @@ class WindowEmbedding(Layer):
 
     @property
     def width(self) -> int:
+        """The ids per window, 2w + 1."""
         return 2 * self.window + 1
 
     def output_dim(self, input_dim: int) -> int:
@@ -83,6 +84,10 @@ class WindowEmbedding(Layer):
         return self.width * self.dim
 
     def build(self, input_dim, rng, dtype):
+        """The initial table ``{"E": (vocab_size, dim) array of dtype}``: the ``weights``
+        given to the constructor, else rows drawn from N(0, 1) with ``rng`` (a numpy
+        Generator) and the padding row zero.  ``input_dim`` (the ids per window) plays no
+        part."""
         if self._weights is not None:  # finite in the model's dtype too (the model copies it)
             E = check_weights(f"{type(self).__name__} weights", self._weights,
                               (self.vocab_size, self.dim), dtype)
@@ -93,7 +98,8 @@ class WindowEmbedding(Layer):
         return {"E": E}
 
     def bind_table(self, E: np.ndarray) -> None:
-        """Take the model's view of the table (in its flat embedding buffer)."""
+        """Take ``E``, the model's view of the table (in its flat embedding buffer),
+        (vocab_size, dim)."""
         self._E = E
 
     @property
@@ -107,13 +113,17 @@ class WindowEmbedding(Layer):
 
     @property
     def n_params(self) -> int:
+        """The number of numbers in the table (0 before the model binds it)."""
         return 0 if self._E is None else int(self._E.size)
 
     @property
     def padding_code(self) -> int:
+        """``padding_id`` as the kernels take it: -1 for None."""
         return -1 if self.padding_id is None else self.padding_id
 
     def get_config(self):
+        """The constructor's arguments but ``weights`` as a JSON-able dict (the table
+        itself is saved with the model's weights)."""
         return {"vocab_size": self.vocab_size, "dim": self.dim, "window": self.window,
                 "trainable": self.trainable, "padding_id": self.padding_id}
 
@@ -123,10 +133,20 @@ class Embedding(WindowEmbedding):
     (``fb.Input(dtype="int64", sequence=True)``), (batch, k) ids -> (batch, k dim) for a
     plain one.
 
-    Parameters as for :class:`WindowEmbedding` (without ``window``).  ``padding_id`` (0
-    by default) is also what marks the end of each sequence: a row's length is the
-    position after its last id that is not the padding id.  Only the rows a batch
-    touches are updated, with every optimizer.
+    Only the rows a batch touches are updated, with every optimizer.
+
+    Parameters
+    ----------
+    vocab_size, dim : int
+        The table ``E`` has shape ``(vocab_size, dim)``.
+    weights : array (vocab_size, dim), optional
+        Initial vectors; without them rows are drawn from N(0, 1).
+    trainable : bool
+        False keeps the vectors frozen.
+    padding_id : int or None
+        This row takes no gradient and starts at zero unless ``weights`` are given.
+        It also marks the end of each sequence: a row's length is the position after
+        its last id that is not the padding id.  None: no padding row.
     """
 
     def __init__(self, vocab_size: int, dim: int, weights=None, trainable: bool = True,
@@ -143,11 +163,13 @@ class Embedding(WindowEmbedding):
 
     @property
     def width(self) -> int:
+        """The ids per sample (or per step) of the input it was called on (1 before)."""
         return self.ids_per_step or 1
 
     def output_dim(self, input_dim: int) -> int:
         return input_dim * self.dim
 
     def get_config(self):
+        """The constructor's arguments but ``weights`` as a JSON-able dict."""
         return {"vocab_size": self.vocab_size, "dim": self.dim, "trainable": self.trainable,
                 "padding_id": self.padding_id}

@@ -83,16 +83,23 @@ class _Recurrent(Layer):
         return self.n_hidden
 
     def param_shapes(self, input_dim: int) -> dict:
+        """``{"W": (n_in, G), "U": (h, G), "b": (G,)}`` with G = gates * h (1, 4 or 3
+        gates); ``input_dim`` is ``n_in``, the features per step."""
         G, h = self.gates * self.n_hidden, self.n_hidden
         return {"W": (self.n_in, G), "U": (h, G), "b": (G,)}
 
     def build(self, input_dim, rng, dtype):
+        """Initial parameters, PyTorch's: every weight and bias drawn from
+        U(-1/sqrt(h), 1/sqrt(h)) with ``rng`` (a numpy Generator), cast to ``dtype``, in
+        the shapes of :meth:`param_shapes` for ``input_dim`` features per step."""
         # PyTorch's default: every weight and bias from U(-1/sqrt(h), 1/sqrt(h))
         k = 1.0 / math.sqrt(self.n_hidden)
         return {name: rng.uniform(-k, k, shape).astype(dtype)
                 for name, shape in self.param_shapes(self.n_in).items()}
 
     def get_config(self):
+        """The constructor's arguments as a JSON-able dict (``truncate`` and ``reverse``
+        only when set); ``type(layer).from_config`` rebuilds the layer from it."""
         cfg = {"n_in": self.n_in, "n_hidden": self.n_hidden,
                "return_sequences": self.return_sequences}
         if self.truncate:
@@ -110,8 +117,12 @@ class _Recurrent(Layer):
         view[...] = check_weights(name, value, view.shape, view.dtype)
 
     W = property(lambda self: self._param("W"), lambda self, v: self._set("W", v))
+    """The input weights, (n_in, gates * h): a view of the model's flat buffer, assignable
+    (the value is checked and copied in)."""
     U = property(lambda self: self._param("U"), lambda self, v: self._set("U", v))
+    """The recurrent weights, (h, gates * h), a view like ``W``."""
     b = property(lambda self: self._param("b"), lambda self, v: self._set("b", v))
+    """The bias, (gates * h,), a view like ``W``."""
 
 
 class RNN(_Recurrent):
@@ -141,12 +152,26 @@ class RNN(_Recurrent):
         self.act_code = _act.CODES[activation]
 
     def get_config(self):
+        """The constructor's arguments as a JSON-able dict, ``activation`` included."""
         return {**super().get_config(), "activation": self.activation}
 
 
 class LSTM(_Recurrent):
     """Long short-term memory (PyTorch's ``nn.LSTM``): gates i, f, g, o side by side in
-    W (n_in, 4h), U (h, 4h) and b (4h,).  Options as for :class:`RNN`."""
+    W (n_in, 4h), U (h, 4h) and b (4h,).
+
+    The options are :class:`RNN`'s, without its ``activation`` (the gates are sigmoids,
+    the cell a tanh).
+
+    Parameters
+    ----------
+    n_in, n_hidden : features per step in, state size h.
+    return_sequences : True (default) outputs h_t at every step, (batch, T, h); False
+        outputs the state after each sequence's last step, (batch, h).
+    truncate : k > 0 carries each step's gradient back at most k steps (truncated
+        BPTT); 0 (default) goes back to the first step.
+    reverse : read each sequence from its last token to its first.
+    """
 
     cell = _rec.LSTM
     gates = 4
@@ -155,15 +180,30 @@ class LSTM(_Recurrent):
 class GRU(_Recurrent):
     """Gated recurrent unit (PyTorch's ``nn.GRU``, which applies the reset gate after the
     recurrent product): gates r, z, n in W (n_in, 3h), U (h, 3h), b (3h,) (PyTorch's
-    b_ih) and b_rec (3h,) (its b_hh).  Options as for :class:`RNN`."""
+    b_ih) and b_rec (3h,) (its b_hh).
+
+    The options are :class:`RNN`'s, without its ``activation`` (sigmoid gates, a tanh
+    candidate).
+
+    Parameters
+    ----------
+    n_in, n_hidden : features per step in, state size h.
+    return_sequences : True (default) outputs h_t at every step, (batch, T, h); False
+        outputs the state after each sequence's last step, (batch, h).
+    truncate : k > 0 carries each step's gradient back at most k steps (truncated
+        BPTT); 0 (default) goes back to the first step.
+    reverse : read each sequence from its last token to its first.
+    """
 
     cell = _rec.GRU
     gates = 3
 
     def param_shapes(self, input_dim: int) -> dict:
+        """W (n_in, 3h), U (h, 3h), b (3h,) and b_rec (3h,); ``input_dim`` is ``n_in``."""
         return {**super().param_shapes(input_dim), "b_rec": (3 * self.n_hidden,)}
 
     b_rec = property(lambda self: self._param("b_rec"), lambda self, v: self._set("b_rec", v))
+    """The recurrent bias, (3h,) (PyTorch's b_hh), a view like ``W``."""
 
 
 class Bidirectional(Layer):
@@ -175,6 +215,11 @@ class Bidirectional(Layer):
 
     Calling it adds the two directions and a :class:`Concatenate` to the graph; a model
     lists those three layers.
+
+    Parameters
+    ----------
+    layer : RNN, LSTM or GRU
+        The forward direction, not yet called and not reversed.
     """
 
     def __init__(self, layer):
@@ -198,6 +243,7 @@ class Bidirectional(Layer):
 
     @property
     def n_params(self) -> int:
+        """The number of trainable numbers in both directions."""
         return self.forward_layer.n_params + self.backward_layer.n_params
 
     def __repr__(self):

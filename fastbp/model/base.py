@@ -25,8 +25,9 @@ import numpy as np
 
 from .. import losses as _losses
 from .. import optim as _optim
-from .._validation import (check_dtype, check_features, check_float, check_ids, check_int,
-                           check_seed, check_sequence, check_sequence_labels)
+from .._validation import (check_class_weight, check_dtype, check_features, check_float,
+                           check_ids, check_int, check_sample_weight, check_seed, check_sequence,
+                           check_sequence_labels)
 from ..engine import codes as C
 from ..engine.drivers import Compiled, Layerwise
 from ..engine.graph import Value, collect
@@ -308,8 +309,9 @@ class Model:
     def _targets(self, y, n, name="y"):
         return self.loss.targets(y, n, self.n_out, self.dtype, name)
 
-    def _data(self, X, y, name="X", yname="y"):
-        """The engine's Data bundle of validated inputs and targets, and the row count."""
+    def _data(self, X, y, name="X", yname="y", sample_weight=None, class_weight=None):
+        """The engine's Data bundle of validated inputs, targets and row weights, and the
+        row count."""
         xf, xi, n, lengths, T = self._data_inputs(X, name)
         tokens = None
         if self.output.sequence:
@@ -317,7 +319,36 @@ class Model:
             yf = np.zeros((1, 1), dtype=self.dtype)
         else:
             yf, yi = self._targets(y, n, yname)
-        return self._plan.data(xf, xi, yf, yi, lengths, tokens, T), n
+        w = self._row_weights(yf, yi, n, T, sample_weight, class_weight)
+        return self._plan.data(xf, xi, yf, yi, lengths, tokens, T, w), n
+
+    def _row_weights(self, yf, yi, n, T, sample_weight, class_weight):
+        """float64 weights of the loss rows (per token for a sequence output), or None:
+        sample_weight per row times class_weight looked up by the row's label."""
+        if sample_weight is None and class_weight is None:
+            return None
+        w = np.ones(n) if sample_weight is None else check_sample_weight(
+            "sample_weight", sample_weight, n)
+        if self.output.sequence:  # a sequence's weight on each of its tokens
+            w = np.repeat(w, T)
+        if class_weight is not None:
+            code = self.loss.code
+            if code == _losses.SoftmaxCrossEntropy.code:
+                table = check_class_weight("class_weight", class_weight, self.n_out)
+                w = w * table[np.maximum(yi, 0)]  # a -1 label carries no loss anyway
+            elif code == _losses.BinaryCrossEntropy.code and self.n_out == 1:
+                table = check_class_weight("class_weight", class_weight, 2)
+                t = yf[:, 0]
+                if not np.isin(t, (0, 1)).all():
+                    raise ValueError(f"class_weight looks a row's weight up by its 0/1 target; "
+                                     f"y holds {t[~np.isin(t, (0, 1))][0]!r}")
+                w = w * table[t.astype(np.int64)]
+            else:
+                raise ValueError(f"class_weight weighs rows by their class label, which needs "
+                                 f"loss='softmax_cross_entropy' or binary_cross_entropy with "
+                                 f"one output; this model's loss is {self.loss.name!r} with "
+                                 f"{self.n_out} outputs (use sample_weight)")
+        return np.ascontiguousarray(w, dtype=np.float64)
 
     def _workspace(self, batch: int, accumulate: int = 1, steps: int = 1) -> None:
         self._plan.workspace(batch, accumulate, steps)
@@ -333,10 +364,11 @@ class Model:
             raise DivergenceError(divergence_message(status, loss, epoch, step), epoch, step)
 
     @_exclusive
-    def train_on_batch(self, x, y) -> float:
-        """Exactly one optimizer step on the batch (x, y); returns the batch loss."""
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None) -> float:
+        """Exactly one optimizer step on the batch (x, y); returns the batch loss.
+        sample_weight, class_weight: as for :meth:`fit`."""
         self._require_compiled()
-        data, m = self._data(x, y, "x")
+        data, m = self._data(x, y, "x", "y", sample_weight, class_weight)
         self._workspace(m, steps=data.steps)
         self._seed_stream()
         loss, status = self._driver.step(data, m, self.optimizer.lr)
@@ -344,13 +376,14 @@ class Model:
         return float(loss)
 
     @_exclusive
-    def compute_gradients(self, x, y) -> float:
+    def compute_gradients(self, x, y, sample_weight=None, class_weight=None) -> float:
         """Phase one alone: fill ``model.grads`` (and the embedding tables' row gradients)
         with the gradient of the batch loss in inference mode (no dropout), without
         updating anything; returns the loss.  A non-finite loss or gradient raises
-        :class:`DivergenceError` (the gradients are then not those of this batch)."""
+        :class:`DivergenceError` (the gradients are then not those of this batch).
+        sample_weight, class_weight: as for :meth:`fit`."""
         self._require_compiled()
-        data, m = self._data(x, y, "x")
+        data, m = self._data(x, y, "x", "y", sample_weight, class_weight)
         self._workspace(m, steps=data.steps)
         loss, status = self._driver.step(data, m, 0.0, training=False, do_update=False)
         self._raise_on(status, loss)
@@ -389,7 +422,8 @@ class Model:
             seed: int | None = None, validation_data=None, schedule: Schedule | None = None,
             verbose: int = 0, callbacks=None, initial_epoch: int | None = None,
             accumulate: int = 1, distributed: bool = False, hogwild: bool = False,
-            validation_split: float | None = None) -> History:
+            validation_split: float | None = None, sample_weight=None,
+            class_weight: dict | None = None) -> History:
         """Train for ``epochs`` passes over (X, y) in minibatches.
 
         X : an array (one input), a list of arrays in ``inputs`` order, or a dict by
@@ -407,17 +441,24 @@ class Model:
         deterministic; compiled models without accumulation).
         validation_split: the last fraction f of the rows (before shuffling, as Keras
         takes them) held out as validation data; ``validation_data`` overrides it.
+        sample_weight : (rows,) weights >= 0, one per row; class_weight : {class label:
+        weight} (softmax_cross_entropy, or binary_cross_entropy with one output, by the
+        0/1 target), 1 for the classes it leaves out.  As in Keras, each row's loss is
+        multiplied by its weight (the product of the two) and the batch's sum divided
+        by its rows (by its labelled tokens for a sequence output, where a sequence's
+        sample weight applies to each of its tokens and class_weight per token); the
+        validation loss stays unweighted.
         Returns a :class:`History`.
         """
         self._require_compiled()
         if validation_split is not None:
-            X, y, held = self._hold_out(X, y, validation_split)
+            X, y, held, sample_weight = self._hold_out(X, y, validation_split, sample_weight)
             if validation_data is None:
                 validation_data = held
             else:
                 warnings.warn("fit: validation_data overrides validation_split (as in Keras)",
                               RuntimeWarning, stacklevel=3)
-        data, n = self._data(X, y)
+        data, n = self._data(X, y, "X", "y", sample_weight, class_weight)
         epochs = check_int("epochs", epochs, 0)
         batch_size = check_int("batch_size", batch_size, 1)
         accumulate = check_int("accumulate", accumulate, 1)
@@ -466,7 +507,8 @@ class Model:
             from .. import distributed as _dist
             fit_args = {"epochs": epochs, "batch_size": batch_size, "accumulate": accumulate,
                         "shuffle": bool(shuffle), "seed": seed, "initial_epoch": initial_epoch,
-                        "schedule": repr(schedule), "validation": validation_data is not None}
+                        "schedule": repr(schedule), "validation": validation_data is not None,
+                        "weighted": int(data.w.shape[0]) > 0}
             session = _dist.begin(self, data, n, batch_size, fit_args)
             if session is not None:
                 self._seed_stream()
@@ -599,8 +641,9 @@ class Model:
                                             f"step {int(self.optimizer.step[0])}); the model is "
                                             f"as those epochs left it")
 
-    def _hold_out(self, X, y, fraction):
-        """(X, y) of the first rows and (X, y) of the last ``fraction`` of them."""
+    def _hold_out(self, X, y, fraction, sample_weight=None):
+        """(X, y) of the first rows, (X, y) of the last ``fraction`` of them, and the
+        first rows' sample weights."""
         f = check_float("validation_split", fraction, low=0.0, high=1.0, low_open=True,
                         high_open=True)
         parts = [np.asarray(a) for a in self._split_inputs(X, "X")]
@@ -614,8 +657,10 @@ class Model:
             if a.ndim == 0 or a.shape[0] != n:
                 raise ValueError(f"{self._input_label(i, 'X')} has "
                                  f"{a.shape[0] if a.ndim else 'no'} rows; y has {n}")
+        if sample_weight is not None:
+            sample_weight = check_sample_weight("sample_weight", sample_weight, n)[:split_at]
         return ([a[:split_at] for a in parts], y[:split_at],
-                ([a[split_at:] for a in parts], y[split_at:]))
+                ([a[split_at:] for a in parts], y[split_at:]), sample_weight)
 
     def _permutations(self, count, n, shuffle):
         """(count, n) sample orders, one row an epoch.  ``permuted`` shuffles the rows

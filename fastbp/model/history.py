@@ -6,7 +6,16 @@ from ..engine import codes
 
 class DivergenceError(FloatingPointError):
     """Training produced a non-finite loss or gradient.  The model keeps the weights
-    and optimizer state of the last finite step."""
+    and optimizer state of the last finite step.
+
+    Parameters
+    ----------
+    message : str
+        What diverged and where, with advice.
+    epoch, step : int, optional
+        Where it happened (the epoch, counted over every fit, and the step within it),
+        kept as the attributes ``epoch`` and ``step``; None when not known.
+    """
 
     def __init__(self, message: str, epoch: int | None = None, step: int | None = None):
         super().__init__(message)
@@ -22,6 +31,8 @@ class History:
         self.history: dict[str, list[float]] = {}
 
     def append(self, epoch: int, logs: dict) -> None:
+        """Record one epoch: its number ``epoch`` and ``logs``, a dict of name -> number
+        (each value appended to ``history[name]``)."""
         self.epoch.append(epoch)
         for k, v in logs.items():
             self.history.setdefault(k, []).append(float(v))

@@ -192,8 +192,8 @@ def _restore_partial(model, meta, arrays, where):
 
 
 def load(path) -> Model:
-    """Load a model saved with ``model.save``; the optimizer state is restored too.  A
-    ``.fbp`` checkpoint or a safetensors file (``model.save("m.safetensors")``: the
+    """Load the model saved at ``path`` with ``model.save``; the optimizer state is
+    restored too.  A ``.fbp`` checkpoint or a safetensors file (``model.save("m.safetensors")``: the
     layers' weights as named tensors, the config in its metadata), told apart by the
     name's ending or else by their first bytes."""
     path = os.fspath(path)

@@ -9,6 +9,9 @@ OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "adagrad": AdaGrad, "rms
 
 
 def get(optimizer) -> Optimizer:
+    """The optimizer ``optimizer`` names: an :class:`Optimizer` is returned as it is, a
+    name from ``OPTIMIZERS`` (``"sgd"``, ``"adam"``, ..., any case) gives a new one with
+    the default hyperparameters; anything else raises ``ValueError``."""
     if isinstance(optimizer, Optimizer):
         return optimizer
     if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:

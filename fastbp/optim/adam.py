@@ -32,6 +32,21 @@ class Adam(Optimizer):
     On a WindowEmbedding table the update is lazy and follows torch.optim.SparseAdam:
     only the rows a batch uses are updated, and eps is added to sqrt(v) before the
     bias correction: theta -= lr sqrt(1 - beta2^t) / (1 - beta1^t) m / (sqrt(v) + eps).
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate (> 0).
+    betas : (float, float)
+        (beta1, beta2), each in [0, 1): the decay rates of m and v.
+    eps : float
+        Added to the denominator (>= 0).
+    weight_decay : float
+        lambda >= 0, L2 weight decay added to the gradient.
+    amsgrad : bool
+        Keep the running maximum of v (AMSGrad).
+    clip_norm : float, optional
+        Global L2 norm clipping of the gradient (see :class:`Optimizer`).
     """
 
     code = _k.ADAM
@@ -57,12 +72,15 @@ class Adam(Optimizer):
                          float(self.amsgrad), float(self.decoupled)])
 
     def get_config(self):
+        """The constructor's arguments as a JSON-able dict (``betas`` as a list)."""
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
                 "weight_decay": self.weight_decay, "amsgrad": self.amsgrad,
                 "clip_norm": self.clip_norm}
 
     @classmethod
     def from_config(cls, config):
+        """A new optimizer, with fresh state, from ``config``, a dict from
+        :meth:`get_config` (``betas`` back to a tuple)."""
         config = dict(config)
         config["betas"] = tuple(config["betas"])
         return cls(**config)
@@ -73,7 +91,21 @@ class AdamW(Adam):
 
         theta_{t-1} <- theta_{t-1} (1 - lr lambda)      before the Adam step, which
                                                          then sees the plain gradient.
-    The default weight decay is 0.01, as in PyTorch.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate (> 0).
+    betas : (float, float)
+        (beta1, beta2), each in [0, 1).
+    eps : float
+        Added to the denominator (>= 0).
+    weight_decay : float
+        lambda >= 0, decoupled: 0.01 by default, as in PyTorch.
+    amsgrad : bool
+        Keep the running maximum of v (AMSGrad).
+    clip_norm : float, optional
+        Global L2 norm clipping of the gradient (see :class:`Optimizer`).
     """
 
     decoupled = True

@@ -18,6 +18,21 @@ class AdaGrad(Optimizer):
         theta_t = theta_{t-1} - eta_t g_t / (sqrt(G_t) + eps)
 
     State: ``sum`` (G), ``step``.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate (> 0).
+    lr_decay : float
+        Decay of the learning rate with the step count (>= 0).
+    weight_decay : float
+        lambda >= 0, L2 weight decay added to the gradient.
+    initial_accumulator_value : float
+        G_0 (>= 0).
+    eps : float
+        Added to the denominator (>= 0).
+    clip_norm : float, optional
+        Global L2 norm clipping of the gradient (see :class:`Optimizer`).
     """
 
     code = _k.ADAGRAD
@@ -40,6 +55,7 @@ class AdaGrad(Optimizer):
         return np.array([self.lr_decay, self.eps, self.weight_decay])
 
     def get_config(self):
+        """The constructor's arguments as a JSON-able dict."""
         return {"lr": self.lr, "lr_decay": self.lr_decay, "weight_decay": self.weight_decay,
                 "initial_accumulator_value": self.initial_accumulator_value, "eps": self.eps,
                 "clip_norm": self.clip_norm}
@@ -56,6 +72,23 @@ class RMSProp(Optimizer):
         else:             theta_t = theta_{t-1} - lr g_t / s_t
 
     State: ``square_avg`` (v), ``momentum_buffer`` (b), ``grad_avg`` (gbar), ``step``.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate (> 0).
+    alpha : float
+        The decay rate of v, in [0, 1].
+    eps : float
+        Added to the denominator (>= 0).
+    weight_decay : float
+        lambda >= 0, L2 weight decay added to the gradient.
+    momentum : float
+        mu >= 0; 0 (the default) keeps no momentum buffer.
+    centered : bool
+        Divide by the centred second moment (v minus the squared mean gradient).
+    clip_norm : float, optional
+        Global L2 norm clipping of the gradient (see :class:`Optimizer`).
     """
 
     code = _k.RMSPROP
@@ -78,6 +111,7 @@ class RMSProp(Optimizer):
                          float(self.centered)])
 
     def get_config(self):
+        """The constructor's arguments as a JSON-able dict."""
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps,
                 "weight_decay": self.weight_decay, "momentum": self.momentum,
                 "centered": self.centered, "clip_norm": self.clip_norm}
@@ -93,6 +127,19 @@ class Adadelta(Optimizer):
         theta_t = theta_{t-1} - lr Delta_t
 
     State: ``square_avg`` (v), ``acc_delta`` (u), ``step``.
+
+    Parameters
+    ----------
+    lr : float
+        Scales Delta (> 0; 1.0 by default, as in PyTorch).
+    rho : float
+        The decay rate of v and u, in [0, 1].
+    eps : float
+        Added inside both square roots (>= 0).
+    weight_decay : float
+        lambda >= 0, L2 weight decay added to the gradient.
+    clip_norm : float, optional
+        Global L2 norm clipping of the gradient (see :class:`Optimizer`).
     """
 
     code = _k.ADADELTA
@@ -109,6 +156,7 @@ class Adadelta(Optimizer):
         return np.array([self.rho, self.eps, self.weight_decay])
 
     def get_config(self):
+        """The constructor's arguments as a JSON-able dict."""
         return {"lr": self.lr, "rho": self.rho, "eps": self.eps,
                 "weight_decay": self.weight_decay, "clip_norm": self.clip_norm}
 
@@ -125,6 +173,21 @@ class Yogi(Optimizer):
     ``initial_accumulator_value`` (1e-6, as in the authors' implementation) and
     the defaults are the paper's (lr 1e-2, eps 1e-3).
     State: ``exp_avg`` (m), ``exp_avg_sq`` (v), ``step``.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate (> 0).
+    betas : (float, float)
+        (beta1, beta2), each in [0, 1).
+    eps : float
+        Added to the denominator (>= 0).
+    weight_decay : float
+        lambda >= 0, L2 weight decay added to the gradient.
+    initial_accumulator_value : float
+        v_0 (>= 0).
+    clip_norm : float, optional
+        Global L2 norm clipping of the gradient (see :class:`Optimizer`).
     """
 
     code = _k.YOGI
@@ -147,6 +210,7 @@ class Yogi(Optimizer):
         return np.array([self.betas[0], self.betas[1], self.eps, self.weight_decay])
 
     def get_config(self):
+        """The constructor's arguments as a JSON-able dict (``betas`` as a list)."""
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
                 "weight_decay": self.weight_decay,
                 "initial_accumulator_value": self.initial_accumulator_value,
@@ -154,6 +218,8 @@ class Yogi(Optimizer):
 
     @classmethod
     def from_config(cls, config):
+        """A new optimizer, with fresh state, from ``config``, a dict from
+        :meth:`get_config` (``betas`` back to a tuple)."""
         config = dict(config)
         config["betas"] = tuple(config["betas"])
         return cls(**config)

@@ -14,8 +14,15 @@ class Optimizer:
     State is explicit: ``step`` (updates taken, an int64 array of one element so
     that compiled code can advance it) and ``state`` (an array with one row per
     state vector, each as long as the parameter buffer; named views are given by
-    ``state_names``).  ``clip_norm`` (> 0) rescales the gradient so its global L2
-    norm is at most ``clip_norm`` (as ``torch.nn.utils.clip_grad_norm_``).
+    ``state_names``).
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate (> 0); a schedule, or ``update``'s ``lr``, overrides it per step.
+    clip_norm : float, optional
+        When given (> 0), the gradient is rescaled so its global L2 norm is at most
+        ``clip_norm`` (as ``torch.nn.utils.clip_grad_norm_``).  None: no clipping.
     """
 
     code: int = -1
@@ -42,14 +49,16 @@ class Optimizer:
         return (0.0,) * self.state_rows()
 
     def new_state(self, shape: tuple, dtype) -> np.ndarray:
-        """Freshly initialised state of shape (rows,) + shape (used for embedding tables)."""
+        """Freshly initialised state of shape ``(rows,) + shape`` and dtype ``dtype`` (used
+        for embedding tables)."""
         state = np.empty((self.state_rows(),) + tuple(shape), dtype=dtype)
         for k, value in enumerate(self.state_fill()):
             state[k] = value
         return state
 
     def build(self, n_params: int, dtype) -> None:
-        """Allocate initial state for ``n_params`` parameters (kept when already that size)."""
+        """Allocate initial state for ``n_params`` parameters of dtype ``dtype`` (kept when
+        already that size and dtype)."""
         rows = self.state_rows()
         if self.state is None or self.state.shape != (rows, n_params) or self.state.dtype != dtype:
             self.state = self.new_state((n_params,), dtype)
@@ -64,10 +73,15 @@ class Optimizer:
 
     @property
     def clip_value(self) -> float:
+        """``clip_norm`` as the kernel takes it: 0.0 for no clipping."""
         return 0.0 if self.clip_norm is None else self.clip_norm
 
     def update(self, params: np.ndarray, grads: np.ndarray, lr: float | None = None) -> None:
-        """One step on flat arrays ``params`` and ``grads`` (same length and dtype)."""
+        """One step on flat arrays ``params`` and ``grads`` (same length and dtype), in
+        place, at learning rate ``lr`` (default: the optimizer's ``lr``).
+
+        Raises ``FloatingPointError`` when an updated element is not finite (that
+        element keeps its value)."""
         if params.ndim != 1 or grads.shape != params.shape or grads.dtype != params.dtype:
             raise ValueError("params and grads must be 1-d arrays of equal length and dtype, got "
                              f"{params.shape}/{params.dtype} and {grads.shape}/{grads.dtype}")
@@ -83,10 +97,14 @@ class Optimizer:
                                      f"was not finite; those elements kept their values")
 
     def get_config(self) -> dict:
+        """The constructor's arguments as a JSON-able dict (state not included: it is
+        saved with the model's checkpoint)."""
         raise NotImplementedError
 
     @classmethod
     def from_config(cls, config: dict):
+        """A new optimizer, with fresh state, from ``config``, a dict from
+        :meth:`get_config`."""
         return cls(**config)
 
     def __repr__(self):

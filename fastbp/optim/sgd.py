@@ -18,6 +18,21 @@ class SGD(Optimizer):
         theta_t = theta_{t-1} - lr * d_t
 
     State: ``momentum_buffer`` (b), ``step``.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate (> 0).
+    momentum : float
+        mu >= 0; 0 (the default) is plain SGD.
+    dampening : float
+        Scales down the new gradient's share of the momentum buffer.
+    nesterov : bool
+        Nesterov momentum (needs momentum > 0 and dampening 0).
+    weight_decay : float
+        lambda >= 0, L2 weight decay added to the gradient.
+    clip_norm : float, optional
+        Global L2 norm clipping of the gradient (see :class:`Optimizer`).
     """
 
     code = _k.SGD
@@ -40,6 +55,7 @@ class SGD(Optimizer):
         return np.array([self.momentum, self.dampening, float(self.nesterov), self.weight_decay])
 
     def get_config(self):
+        """The constructor's arguments as a JSON-able dict."""
         return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
                 "nesterov": self.nesterov, "weight_decay": self.weight_decay,
                 "clip_norm": self.clip_norm}

@@ -26,6 +26,8 @@ def read_conllu(path_or_file, column: str | int = "upos",
     column : str or int
         The tag column: a name (``"upos"``, ``"xpos"``, ``"lemma"``, ``"deprel"``, ``"feats"``,
         ...) or a 0-based index of the 10 columns.
+    encoding : str
+        The text encoding (UTF-8 by default).
     """
     if isinstance(column, str) and column.lower() in _CONLLU_COLUMNS:
         col = _CONLLU_COLUMNS.index(column.lower())
@@ -82,6 +84,12 @@ def read_conll(path_or_file, token_col: int = 0, tag_col: int = -1, *,
     path_or_file : str, PathLike (``.xz``, ``.gz``, ``.bz2`` are decompressed) or file object
     token_col, tag_col : int
         Column indices (negative counts from the end).  UNER ``.iob2`` files: 1 and 2.
+    empty_token : str
+        What an empty token field becomes (``<unk>`` by default).
+    comments : bool
+        Whether a ``#`` line holding no tab is a comment (see above).
+    encoding : str
+        The text encoding (UTF-8 by default).
     """
     token_col = check_int("token_col", token_col)
     tag_col = check_int("tag_col", tag_col)

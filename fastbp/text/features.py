@@ -79,6 +79,20 @@ def affix_vocabulary(sentences: Iterable[Sequence[str]], n: int = 3, kind: str =
     """A vocabulary of the lower-cased ``n``-character suffixes (or prefixes) of the words.
 
     A token shorter than ``n`` is its own affix.  Specials ``<pad>`` = 0 and ``<unk>`` = 1.
+
+    Parameters
+    ----------
+    sentences : iterable of sequences of str
+        The training sentences' tokens.
+    n : int
+        The affix length (>= 1).
+    kind : {"suffix", "prefix"}
+        Which end of the word.
+    min_count : int
+        Affixes seen fewer times are left out (they map to ``<unk>``).
+    max_size : int, optional
+        The most entries in the vocabulary, specials included (the least frequent
+        affixes are dropped).
     """
     n = _check_affix_args(n, kind)
     sentences = _check_sentences("sentences", sentences)
@@ -90,6 +104,15 @@ def affix_vocabulary(sentences: Iterable[Sequence[str]], n: int = 3, kind: str =
 def affix_ids(tokens: Sequence[str], affix_vocab: Vocabulary, n: int = 3,
               kind: str = "suffix") -> np.ndarray:
     """Ids in ``affix_vocab`` of the tokens' affixes (unknown affixes -> ``<unk>``).
+
+    Parameters
+    ----------
+    tokens : sequence of str
+        One sentence's tokens.
+    affix_vocab : Vocabulary
+        From :func:`affix_vocabulary`.
+    n, kind : int, {"suffix", "prefix"}
+        The affix length and end, as ``affix_vocab`` was built with.
 
     Returns
     -------

@@ -15,6 +15,7 @@ def pad_sequences(sequences, padding_id: int = 0, maxlen: int | None = None,
         :class:`~fastbp.text.Vocabulary`, for words; -1 for labels, which the loss ignores)
     maxlen : T; None takes the longest sequence.  Longer sequences are refused rather
         than cut (cut them yourself to keep what you choose).
+    dtype : the dtype of the result (int64 by default).
 
     >>> pad_sequences([[5, 3], [7]])
     array([[5, 3],

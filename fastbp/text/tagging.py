@@ -34,7 +34,25 @@ def _vocab_of(doc, what) -> Vocabulary:
 
 
 class Tagger:
-    """A model and what it needs to tag tokens: see the module docstring."""
+    """A model and what it needs to tag tokens: see the module docstring.
+
+    Parameters
+    ----------
+    model : Model or Sequential
+        The trained tagger, with one output per tag.
+    vocab : Vocabulary
+        The word vocabulary the model was trained with.
+    tags : Vocabulary
+        The tag set (its ids are the model's outputs).
+    window : int or None
+        w for a window model (inputs of 2w + 1 ids); None for a sequence model.
+    features : sequence of str
+        The extra inputs the model takes, of ``"casing"`` and ``"suffix"``.
+    suffixes : Vocabulary, optional
+        The suffix vocabulary, needed with the ``"suffix"`` feature.
+    suffix_length : int
+        The suffix length that vocabulary was built with.
+    """
 
     def __init__(self, model, vocab: Vocabulary, tags: Vocabulary, window: int | None = 2,
                  features: Sequence[str] = (), suffixes: Vocabulary | None = None,
@@ -63,6 +81,8 @@ class Tagger:
 
     # -- persistence -------------------------------------------------------------------
     def metadata(self) -> dict:
+        """The JSON document :meth:`save` keeps with the model: the vocabularies, tag
+        set, window and features."""
         doc = {"kind": KIND, "vocab": _vocab_doc(self.vocab), "tags": _vocab_doc(self.tags),
                "window": self.window, "features": list(self.features),
                "suffix_length": self.suffix_length}
@@ -71,11 +91,13 @@ class Tagger:
         return doc
 
     def save(self, path) -> None:
-        """The model's checkpoint with the vocabularies and tag set in its metadata."""
+        """Write the model's checkpoint to ``path``, with the vocabularies and tag set in
+        its metadata."""
         self.model.save(path, metadata=self.metadata())
 
     @classmethod
     def from_model(cls, model) -> "Tagger":
+        """The tagger of a loaded ``model`` whose metadata :meth:`save` wrote."""
         doc = model.metadata
         if not isinstance(doc, dict) or doc.get("kind") != KIND:
             raise ValueError("this model was not saved as a tagger (its metadata holds no "
@@ -88,6 +110,7 @@ class Tagger:
 
     @classmethod
     def load(cls, path) -> "Tagger":
+        """The tagger saved at ``path`` by :meth:`save`."""
         from ..model import load
         return cls.from_model(load(path))
 
@@ -107,7 +130,8 @@ class Tagger:
         return arrays if self.features else arrays["words"]
 
     def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 1024) -> list:
-        """The tags of each sentence's tokens (empty sentences give empty lists)."""
+        """The tags of each sentence's tokens (empty sentences give empty lists), predicted
+        ``batch_size`` rows at a time."""
         sentences = [list(s) for s in sentences]
         out = [[] for _ in sentences]
         kept = [i for i, s in enumerate(sentences) if s]

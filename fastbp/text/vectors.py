@@ -87,6 +87,8 @@ def load_vectors(path, vocab=None, dim: int | None = None, lower: bool = True,
     lower : bool
         Lower-case the file's words; where two words collide, the first (in GloVe and word2vec
         files the more frequent) wins.
+    encoding : str
+        The text encoding of the file (UTF-8 by default).
 
     Returns
     -------

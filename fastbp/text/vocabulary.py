@@ -210,6 +210,8 @@ class Vocabulary:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> Vocabulary:
+        """The vocabulary that ``d``, a dict from :meth:`to_dict` (keys ``words``,
+        ``specials``, ``lower``), describes, with the same ids."""
         if not isinstance(d, Mapping) or set(d) != {"words", "specials", "lower"}:
             keys = sorted(d) if isinstance(d, Mapping) else type(d).__name__
             raise ValueError(f"a vocabulary dict has keys ['lower', 'specials', 'words'], "
@@ -231,5 +233,7 @@ class Vocabulary:
 
 
 def label_vocabulary(sentences_labels: Iterable[Sequence[str]]) -> Vocabulary:
-    """A vocabulary of tags: no specials, case kept, by descending count then alphabetically."""
+    """A vocabulary of tags: no specials, case kept, by descending count then alphabetically.
+
+    ``sentences_labels`` holds one sequence of tags (str) per sentence."""
     return Vocabulary.build(sentences_labels, lower=False, specials=())
