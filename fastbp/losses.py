@@ -22,12 +22,17 @@ from .threads import parallel_enabled
 
 
 class Loss:
+    """A loss: its name, its kernel code, and how it takes targets.  Called as
+    ``loss(out, y)`` it gives (batch-mean loss, dL/dout) outside a model."""
+
     name: str = ""
     code: int = -1
     classification: bool = False
 
     def targets(self, y, n: int, n_out: int, dtype, name: str = "y"):
-        """Validate and convert targets: returns (float targets, int labels), one a dummy."""
+        """Validate and convert targets ``y`` for ``n`` rows of ``n_out`` outputs in
+        ``dtype`` (``name`` labels the messages): returns (float targets, int labels),
+        one of them a dummy."""
         raise NotImplementedError
 
     def __call__(self, out, y):
@@ -57,6 +62,8 @@ def _dummy_int():
 
 
 class MSE(Loss):
+    """Mean squared error over all elements; float targets (n, n_out)."""
+
     name = "mse"
     code = _k.MSE
 
@@ -65,6 +72,8 @@ class MSE(Loss):
 
 
 class BinaryCrossEntropy(Loss):
+    """Binary cross-entropy from logits, mean over all elements; targets in [0, 1]."""
+
     name = "binary_cross_entropy"
     code = _k.BINARY_CROSS_ENTROPY
     classification = True
@@ -74,6 +83,8 @@ class BinaryCrossEntropy(Loss):
 
 
 class SoftmaxCrossEntropy(Loss):
+    """Softmax cross-entropy from logits, mean over rows; integer labels (n,)."""
+
     name = "softmax_cross_entropy"
     code = _k.SOFTMAX_CROSS_ENTROPY
     classification = True
@@ -90,6 +101,7 @@ LOSSES = {"mse": MSE, "binary_cross_entropy": BinaryCrossEntropy,
 
 
 def get(loss) -> Loss:
+    """The Loss ``loss`` names (a Loss is returned as it is)."""
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str) and loss in LOSSES:

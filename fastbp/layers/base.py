@@ -24,14 +24,36 @@ from ..engine import codes
 from ..engine.graph import Call, NodeSpec, as_values
 
 
+#: Every Layer subclass by class name, filled as the classes are defined, so that a
+#: checkpoint naming a user's own layer class can be loaded (see ``Layer.__init_subclass__``).
+REGISTRY: dict = {}
+
+
 class Layer:
     """A step of a model.
+
+    A user's subclass registers itself by its class name when it is defined, so that
+    ``fb.load`` can rebuild a model that uses it (define or import the class before
+    loading; ``get_config`` returns the keyword arguments ``from_config`` passes back
+    to the constructor).  A class named as one of fastbp's own layers is refused; of
+    two user classes of one name, the one defined last is the one loaded.
 
     Attributes
     ----------
     params, grads : dict of name -> array views into the model's flat buffers
         (empty for layers without parameters), set by ``bind``.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        name = cls.__name__
+        held = REGISTRY.get(name)
+        if (held is not None and held.__module__.startswith("fastbp.")
+                and not cls.__module__.startswith("fastbp.")):
+            raise TypeError(f"{cls.__module__}.{cls.__qualname__}: a layer class named "
+                            f"{name!r} is fastbp's own ({held.__module__}); give yours another "
+                            f"name so that saved models can tell them apart")
+        REGISTRY[name] = cls  # a class defined again (a module reloaded) replaces itself
 
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
@@ -97,36 +119,46 @@ class Layer:
         return input_dim
 
     def param_shapes(self, input_dim: int) -> dict[str, tuple]:
-        """Name -> shape of each parameter array, in buffer order."""
+        """Name -> shape of each parameter array, in buffer order, for an input of
+        width ``input_dim``."""
         return {}
 
     def build(self, input_dim: int, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
-        """Initial values of the parameters (same names and shapes as declared)."""
+        """Initial values of the parameters (same names and shapes as declared) for an
+        input of width ``input_dim``, drawn from ``rng``, in ``dtype``."""
         return {}
 
     def bind(self, params: dict, grads: dict) -> None:
+        """Take the model's views: ``params`` and ``grads``, name -> array."""
         self.params = params
         self.grads = grads
 
     @property
     def n_params(self) -> int:
+        """The number of parameters (entries of the arrays in ``params``)."""
         return int(sum(p.size for p in self.params.values()))
 
     # -- the per-layer path ------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:  # pragma: no cover
+        """A NumPy layer's output for the batch ``x`` (``training``: fit's passes, where
+        dropout-like layers act); kept for its backward pass."""
         raise NotImplementedError(f"{type(self).__name__}.forward: a NumPy layer implements "
                                   f"forward(x, training) and backward(g)")
 
     def backward(self, g: np.ndarray) -> np.ndarray:  # pragma: no cover
+        """A NumPy layer's gradient with respect to its input, from ``g``, the gradient
+        with respect to its output of the last forward; fills ``self.grads``."""
         raise NotImplementedError(f"{type(self).__name__}.backward: a NumPy layer implements "
                                   f"forward(x, training) and backward(g)")
 
     # -- configuration -------------------------------------------------------------
     def get_config(self) -> dict:
+        """The constructor's keyword arguments, JSON-ready (saved with the model)."""
         return {}
 
     @classmethod
     def from_config(cls, config: dict):
+        """The layer ``cls(**config)``, from what ``get_config`` returned."""
         return cls(**config)
 
     def __repr__(self):

@@ -378,7 +378,7 @@ class Model:
     @_exclusive
     def compute_gradients(self, x, y, sample_weight=None, class_weight=None) -> float:
         """Phase one alone: fill ``model.grads`` (and the embedding tables' row gradients)
-        with the gradient of the batch loss in inference mode (no dropout), without
+        with the gradient of the loss of the batch (x, y) in inference mode (no dropout), without
         updating anything; returns the loss.  A non-finite loss or gradient raises
         :class:`DivergenceError` (the gradients are then not those of this batch).
         sample_weight, class_weight: as for :meth:`fit`."""
@@ -392,7 +392,8 @@ class Model:
     @_exclusive
     def apply_gradients(self, lr: float | None = None) -> None:
         """Phase two alone: clip, then update the weights from ``model.grads`` and the
-        row gradients the last ``compute_gradients`` left."""
+        row gradients the last ``compute_gradients`` left, at rate ``lr`` (None: the
+        optimizer's own)."""
         self._require_compiled()
         lr = self.optimizer.lr if lr is None else check_float("lr", lr, low=0.0, low_open=True)
         status, sq = self._driver.status()
@@ -424,7 +425,9 @@ class Model:
             accumulate: int = 1, distributed: bool = False, hogwild: bool = False,
             validation_split: float | None = None, sample_weight=None,
             class_weight: dict | None = None) -> History:
-        """Train for ``epochs`` passes over (X, y) in minibatches.
+        """Train for ``epochs`` passes over (X, y) in minibatches of ``batch_size`` rows,
+        shuffled each epoch when ``shuffle``; ``initial_epoch`` sets the epoch count
+        the schedule and the callbacks continue from (default: the epochs trained).
 
         X : an array (one input), a list of arrays in ``inputs`` order, or a dict by
         input name.  seed fixes the shuffling order and the dropout masks; ``None``
@@ -745,13 +748,15 @@ class Model:
     # -- inference ---------------------------------------------------------------------------
     @_exclusive
     def predict(self, X, batch_size: int = 1024) -> np.ndarray:
-        """The output for every row of X (logits for the logit losses); for a sequence
-        output (rows, T, width), zero at the padded steps."""
+        """The output for every row of X (logits for the logit losses), computed
+        ``batch_size`` rows at a time; for a sequence output (rows, T, width), zero at
+        the padded steps."""
         return self._predict(X, batch_size)[0]
 
     @_exclusive
     def predict_proba(self, X, batch_size: int = 1024) -> np.ndarray:
-        """Class probabilities: the softmax of the logits (softmax_cross_entropy) or their
+        """Class probabilities of the rows of X (``batch_size`` at a time): the softmax of
+        the logits (softmax_cross_entropy) or their
         sigmoid (binary_cross_entropy), in the model's dtype; for a sequence output
         (rows, T, classes), zero at the padded steps."""
         self._require_compiled()
@@ -789,7 +794,8 @@ class Model:
 
     @_exclusive
     def evaluate(self, X, y, batch_size: int = 1024) -> dict:
-        """{"loss": mean loss, "accuracy": ...} (accuracy for the classification losses)."""
+        """{"loss": mean loss, "accuracy": ...} of the model on (X, y), in batches of
+        ``batch_size`` rows (accuracy for the classification losses)."""
         self._require_compiled()
         data, n = self._data(X, y)
         batch_size = check_int("batch_size", batch_size, 1)
@@ -840,8 +846,8 @@ class Model:
 
     @_exclusive
     def export_onnx(self, path, opset: int = 17) -> None:
-        """Write the model's predict as an ONNX graph (extra ``fastbp[onnx]``; see
-        :func:`fastbp.interop.export_onnx`)."""
+        """Write the model's predict as an ONNX graph of opset ``opset`` to ``path``
+        (extra ``fastbp[onnx]``; see :func:`fastbp.interop.export_onnx`)."""
         from ..interop import export_onnx
         export_onnx(self, path, opset)
 
@@ -866,6 +872,7 @@ class Model:
                         f"or model.copy() / copy.deepcopy(model) for a copy in memory")
 
     def summary(self) -> str:
+        """The layers, their widths and parameter counts, one line each."""
         path = "fused engine" if self._plan.fusable else "per-layer path"
         lines = [f"{type(self).__name__} ({self.dtype.name}, {self.n_params} parameters in the "
                  f"flat buffer, {path})"]

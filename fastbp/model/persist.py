@@ -20,8 +20,12 @@ from .sequential import Sequential
 
 
 def _layer_classes():
+    """fastbp's layers and every user Layer subclass defined so far, by class name."""
     from .. import layers
-    return {name: getattr(layers, name) for name in layers.__all__ if name != "Layer"}
+    from ..layers.base import REGISTRY
+    classes = {name: cls for name, cls in REGISTRY.items() if not name.startswith("_")}
+    classes.update({name: getattr(layers, name) for name in layers.__all__ if name != "Layer"})
+    return classes
 
 
 def _layers_from_config(specs, classes=None):
@@ -31,7 +35,8 @@ def _layers_from_config(specs, classes=None):
         cls = classes.get(spec.get("class"))
         if cls is None:
             raise ValueError(f"unknown layer class {spec.get('class')!r} in the model config; "
-                             f"known: {sorted(classes)}")
+                             f"known: {sorted(classes)} (a Layer subclass of your own is "
+                             f"known once its module is imported)")
         out.append(cls.from_config(spec["config"]))
     return out
 
