@@ -6,7 +6,7 @@
 >>> _ = model.compile(optimizer=fb.optim.Adam(lr=1e-2), loss="softmax_cross_entropy")
 """
 from . import (callbacks, datasets, diagnostics, distributed, init, interop, layers, losses,
-               optim, schedules, text)
+               metrics, optim, schedules, text)
 from .gradcheck import gradcheck
 from .model import DivergenceError, History, Input, Model, Sequential, load
 from .threads import get_num_threads, set_num_threads
@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Model", "Sequential", "Input", "History", "DivergenceError", "layers", "losses", "optim", "schedules", "init",
-    "text", "callbacks", "datasets", "diagnostics", "distributed", "interop",
+    "text", "callbacks", "metrics", "datasets", "diagnostics", "distributed", "interop",
     "gradcheck", "load", "set_num_threads", "get_num_threads", "warmup", "cache_dir", "cache_dirs", "clear_cache",
     "__version__",
 ]

@@ -149,6 +149,7 @@ class Model:
         self.n_out = output.width
         self.optimizer: _optim.Optimizer | None = None
         self.loss: _losses.Loss | None = None
+        self.metrics = []  # compile(metrics=...) beyond the loss and accuracy
         self.fused = False
         self._driver = None
         self._rng_step = self._plan.stream.step
@@ -203,16 +204,34 @@ class Model:
         return self._table_layers[0] if self._table_layers else None
 
     @_exclusive
-    def compile(self, optimizer, loss, fused: bool = True) -> "Model":
+    def compile(self, optimizer, loss, fused: bool = True, metrics=None) -> "Model":
         """Set the optimizer and the loss.
 
         optimizer : a fastbp.optim.Optimizer (or a name such as "sgd" or "adam")
         loss : "mse", "binary_cross_entropy" or "softmax_cross_entropy" (or a Loss)
         fused : run each step as one compiled call when every layer allows it;
             False forces the per-layer path (for comparisons and debugging).
+        metrics : names or :class:`fastbp.metrics.Metric` objects ("accuracy",
+            "top_k_accuracy", "f1_macro", "mae", "mse"; see :mod:`fastbp.metrics`),
+            computed by ``evaluate`` and on the validation data after every epoch
+            (History keys ``val_<name>``).
         """
+        from .. import metrics as _metrics
         optimizer = _optim.get(optimizer)
         loss = _losses.get(loss)
+        if metrics is None:
+            metrics = []
+        if isinstance(metrics, (str, _metrics.Metric)):
+            metrics = [metrics]
+        if not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"metrics must be a list of metric names or Metric objects, got "
+                            f"{type(metrics).__name__}")
+        metrics = [_metrics.get(m) for m in metrics]
+        for m in metrics:
+            m.check(loss.name, self.n_out)
+        names = [m.name for m in metrics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"metrics lists a metric twice: {names}")
         if loss.code == _losses.SoftmaxCrossEntropy.code and self.n_out < 2:
             raise ValueError(f"softmax_cross_entropy needs at least 2 outputs, the model has "
                              f"{self.n_out}")
@@ -223,6 +242,7 @@ class Model:
         if not isinstance(fused, (bool, np.bool_)):
             raise TypeError(f"fused must be a bool, got {fused!r}")
         self.optimizer, self.loss = optimizer, loss
+        self.metrics = [m for m in metrics if m.name != "accuracy"]  # evaluate gives that
         pin_blas()
         self.fused = bool(fused) and self._plan.fusable
         self.optimizer.build(self.n_params, self.dtype)
@@ -812,7 +832,21 @@ class Model:
         result = {"loss": float(total / count)}
         if self.loss.classification:
             result["accuracy"] = float(correct / count)
+        if getattr(self, "metrics", None):
+            result.update(self._metric_values(data, n, batch_size))
         return result
+
+    def _metric_values(self, data, n, batch_size):
+        """{name: value} of the compiled metrics over the n rows of ``data``."""
+        T = data.steps
+        rows = n * T if self.output.sequence else n
+        out = np.zeros((rows, self.n_out), dtype=self.dtype)
+        self._driver.predict(data, out, batch_size)
+        yf, yi = data.yf, data.yi
+        if self.output.sequence:  # the labelled tokens: yi is -1 elsewhere
+            inside = (np.arange(T)[None, :] < data.lengths[:, None]).reshape(-1)
+            yi = np.where(inside, yi, -1)
+        return {m.name: float(m.compute(out, yf, yi, self.loss.name)) for m in self.metrics}
 
     # -- persistence -------------------------------------------------------------------------
     def get_config(self) -> dict:
