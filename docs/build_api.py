@@ -42,6 +42,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
@@ -326,6 +327,13 @@ def build(modules, out: Path) -> list[str]:
     handler = _Collect()
     root = logging.getLogger()
     root.addHandler(handler)
+    out = Path(out).resolve()
+    here = os.getcwd()
+    # pdoc takes "fastbp" for the folder when one of that name is in the working
+    # directory (the repository root) and warns when the imported fastbp is another
+    # (an installed copy, as in CI): render from a folder of no modules instead.
+    scratch = tempfile.mkdtemp(prefix="fastbp-pdoc-")
+    os.chdir(scratch)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -336,6 +344,8 @@ def build(modules, out: Path) -> list[str]:
             keep = "|".join(re.escape(n) for n in names)
             pdoc.pdoc(*specs, f"!(?!(?:{keep})$)", output_directory=out)
     finally:
+        os.chdir(here)
+        os.rmdir(scratch)
         root.removeHandler(handler)
     messages = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught]
     messages += [f"log {r.levelname} {r.name}: {r.getMessage()}" for r in handler.records]
