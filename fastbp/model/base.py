@@ -35,6 +35,7 @@ from ..engine.planner import Layout, Plan
 from ..schedules import Schedule, checked_rate
 from ..threads import get_num_threads, pin_blas
 from .history import DivergenceError, History, divergence_message
+from .streaming import Stream, file_backed, gather
 
 _I64 = np.int64
 
@@ -370,6 +371,18 @@ class Model:
                                  f"{self.n_out} outputs (use sample_weight)")
         return np.ascontiguousarray(w, dtype=np.float64)
 
+    def _stream(self, X, y, sample_weight=None, class_weight=None, names=("X", "y"),
+                parallel=False):
+        """A :class:`~fastbp.model.streaming.Stream` over (X, y) when an input or y is a
+        memory-mapped file and the model can take its rows a block at a time (no
+        sequences; not distributed or Hogwild, which read the whole arrays), else None."""
+        if parallel or self.output.sequence or any(v.sequence for v in self.inputs):
+            return None
+        parts = self._split_inputs(X, names[0])
+        if not file_backed(parts + [y]):
+            return None
+        return Stream(self, parts, y, sample_weight, class_weight, names)
+
     def _workspace(self, batch: int, accumulate: int = 1, steps: int = 1) -> None:
         self._plan.workspace(batch, accumulate, steps)
 
@@ -481,7 +494,14 @@ class Model:
             else:
                 warnings.warn("fit: validation_data overrides validation_split (as in Keras)",
                               RuntimeWarning, stacklevel=3)
-        data, n = self._data(X, y, "X", "y", sample_weight, class_weight)
+        stream = self._stream(X, y, sample_weight, class_weight,
+                              parallel=any(isinstance(f, (bool, np.bool_)) and f
+                                           for f in (distributed, hogwild)))
+        if stream is not None:
+            stream.check()
+            data, n = stream, stream.n
+        else:
+            data, n = self._data(X, y, "X", "y", sample_weight, class_weight)
         epochs = check_int("epochs", epochs, 0)
         batch_size = check_int("batch_size", batch_size, 1)
         accumulate = check_int("accumulate", accumulate, 1)
@@ -494,8 +514,14 @@ class Model:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
-            vdata, nv = self._data(validation_data[0], validation_data[1], "validation X",
-                                   "validation y")
+            vdata = self._stream(validation_data[0], validation_data[1],
+                                 names=("validation X", "validation y"))
+            if vdata is not None:
+                vdata.check()
+                nv = vdata.n
+            else:
+                vdata, nv = self._data(validation_data[0], validation_data[1],
+                                       "validation X", "validation y")
         for name, flag in (("distributed", distributed), ("hogwild", hogwild)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {flag!r}")
@@ -568,6 +594,7 @@ class Model:
                   callbacks, validation, session, n_batches, sizes, per_epoch, history):
         """fit's epochs (arguments checked, workspace sized, callbacks begun)."""
         validation_data = validation
+        streamed = isinstance(data, Stream)
         if validation:
             vdata, nv = validation
         # Compiled calls of about FIRST_CALL_STEPS minibatches first, then of as many as
@@ -583,7 +610,8 @@ class Model:
             while epoch < epochs and not self.stop_training:
                 partial = self._take_partial(n, batch_size, accumulate)
                 whole = max(1, min(cap, per_call // n_batches))
-                count = 1 if per_epoch or partial is not None else min(whole, epochs - epoch)
+                count = (1 if per_epoch or partial is not None or streamed
+                         else min(whole, epochs - epoch))
                 if per_epoch:
                     for cb in callbacks:
                         if hasattr(cb, "on_epoch_begin"):
@@ -598,10 +626,13 @@ class Model:
                     losses[0, :start] = partial["losses"][:start]
                 else:
                     perms = self._permutations(count, n, shuffle)
-                chunked = count == 1 and (start > 0 or verbose == 1 or per_call < n_batches)
+                chunked = count == 1 and (start > 0 or verbose == 1 or per_call < n_batches
+                                          or streamed)
                 if chunked:
                     # whole accumulation groups per call, so that each group updates once
                     size = -(-n_batches // 20) if verbose == 1 else per_call
+                    if streamed:  # the minibatches of one gathered block of rows
+                        size = min(size, max(1, data.block_rows // batch_size))
                     size = accumulate * max(1, -(-min(size, per_call) // accumulate))
                     bar = None
                     if verbose == 1:
@@ -722,9 +753,15 @@ class Model:
             if s0 > start and interrupted():
                 return 0, 0, 0, s0, (time.perf_counter() - t0) / max(ran, 1)
             s1 = min(n_batches, s0 + chunk)
-            part = perm[:, s0 * batch_size:min(n, s1 * batch_size)]
-            done, step, status = self._run_epochs(data, np.ascontiguousarray(part), batch_size,
-                                                  accumulate, lrs[:, s0:s1], losses[:, s0:s1])
+            part = np.ascontiguousarray(perm[:, s0 * batch_size:min(n, s1 * batch_size)])
+            if isinstance(data, Stream):  # the block's rows gathered in the epoch's order
+                block = data.data(part[0])
+                data.release()
+                part = np.arange(part.shape[1], dtype=np.int64)[None, :]
+            else:
+                block = data
+            done, step, status = self._run_epochs(block, part, batch_size, accumulate,
+                                                  lrs[:, s0:s1], losses[:, s0:s1])
             ran += s1 - s0
             if status:
                 return 0, s0 + step, status, None, 0.0
@@ -799,6 +836,22 @@ class Model:
 
     def _predict(self, X, batch_size):
         """(predict's output, the rows' lengths or None)."""
+        if not self.output.sequence and not any(v.sequence for v in self.inputs):
+            parts = self._split_inputs(X, "X")
+            if file_backed(parts):  # a block of rows at a time (the same minibatches)
+                stream = Stream(self, parts, np.zeros(0))
+                batch_size = min(check_int("batch_size", batch_size, 1), max(stream.n, 1))
+                blocks = stream.blocks(batch_size)
+                if not blocks:
+                    self._data_inputs([p[:0] for p in parts], "X")  # refuses, as for arrays
+                out = np.zeros((stream.n, self.n_out), dtype=self.dtype)
+                for a, b in blocks:
+                    try:
+                        out[a:b] = self._predict([gather(p, slice(a, b)) for p in parts],
+                                                 batch_size)[0]
+                    finally:
+                        stream.release()
+                return out, None
         xf, xi, n, lengths, T = self._data_inputs(X, "X")
         batch_size = min(check_int("batch_size", batch_size, 1), n)
         self._workspace(batch_size, steps=T)
@@ -817,11 +870,18 @@ class Model:
         """{"loss": mean loss, "accuracy": ...} of the model on (X, y), in batches of
         ``batch_size`` rows (accuracy for the classification losses)."""
         self._require_compiled()
-        data, n = self._data(X, y)
+        data = self._stream(X, y)
+        if data is not None:
+            data.check()
+            n = data.n
+        else:
+            data, n = self._data(X, y)
         batch_size = check_int("batch_size", batch_size, 1)
         return self._evaluate_data(data, n, batch_size)
 
     def _evaluate_data(self, data, n, batch_size):
+        if isinstance(data, Stream):
+            return self._evaluate_stream(data, batch_size)
         batch_size = min(batch_size, n)
         self._workspace(batch_size, steps=data.steps)
         total, correct = self._driver.evaluate(data, n, batch_size)
@@ -834,6 +894,37 @@ class Model:
             result["accuracy"] = float(correct / count)
         if getattr(self, "metrics", None):
             result.update(self._metric_values(data, n, batch_size))
+        return result
+
+    def _evaluate_stream(self, stream, batch_size):
+        """evaluate's dict over a Stream: the loss and accuracy sums of its blocks, the
+        metrics over their outputs (non-sequence models only, as streams are)."""
+        batch_size = min(batch_size, stream.n)
+        self._workspace(batch_size)
+        total = correct = 0.0
+        outs, yfs, yis = [], [], []
+        for a, b in stream.blocks(batch_size):
+            try:
+                data = stream.data(slice(a, b))
+                t, c = self._driver.evaluate(data, b - a, batch_size)
+                total, correct = total + t, correct + c
+                if getattr(self, "metrics", None):
+                    out = np.zeros((b - a, self.n_out), dtype=self.dtype)
+                    self._driver.predict(data, out, batch_size)
+                    outs.append(out)
+                    yfs.append(data.yf)
+                    yis.append(data.yi)
+            finally:
+                stream.release()
+        n = stream.n
+        count = n if self.loss.code == _losses.SoftmaxCrossEntropy.code else n * self.n_out
+        result = {"loss": float(total / count)}
+        if self.loss.classification:
+            result["accuracy"] = float(correct / count)
+        if outs:
+            out, yf, yi = np.concatenate(outs), np.concatenate(yfs), np.concatenate(yis)
+            result.update({m.name: float(m.compute(out, yf, yi, self.loss.name))
+                           for m in self.metrics})
         return result
 
     def _metric_values(self, data, n, batch_size):
