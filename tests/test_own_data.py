@@ -164,3 +164,29 @@ def test_lists_and_pandas_are_converted_once():
     np.testing.assert_array_equal(a.params, b.params)
     np.testing.assert_array_equal(a.params, c.params)
     np.testing.assert_array_equal(a.predict(pd.DataFrame(X)), a.predict(X))
+
+
+def test_own_data_doc_runs(tmp_path, monkeypatch, capsys):
+    """docs/own-data.md's script, on an iris-shaped CSV of three separable classes."""
+    import pathlib
+    import re as _re
+    doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "own-data.md").read_text()
+    script = _re.search(r"## The script\n\n```python\n(.*?)```", doc, _re.S).group(1)
+    rng = np.random.default_rng(0)
+    centres = {"setosa": [5.0, 3.4, 1.5, 0.2], "versicolor": [5.9, 2.8, 4.3, 1.3],
+               "virginica": [6.6, 3.0, 5.6, 2.0]}
+    lines = ["sepal_length,sepal_width,petal_length,petal_width,species"]
+    for i in range(150):
+        name = list(centres)[i % 3]
+        values = np.array(centres[name]) + rng.normal(0, 0.15, 4)
+        lines.append(",".join(f"{v:.2f}" for v in values) + f",{name}")
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(script, "docs/own-data.md", "exec"), namespace)
+    assert namespace["predicted"] == ["setosa", "virginica"]
+    assert namespace["model"].evaluate(namespace["X_test"], namespace["y_test"])[
+        "accuracy"] > 0.9
+    assert (tmp_path / "model.fbp").is_file()
+    np.testing.assert_array_equal(namespace["loaded"].params, namespace["model"].params)
+    assert "test:" in capsys.readouterr().out
