@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -47,6 +46,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     __package__ = "benchmarks"
 
 from .datasets import read_idx  # noqa: E402
+from .host import cpu_model  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 FASHION_CANDIDATES = (
@@ -56,25 +56,6 @@ FASHION_CANDIDATES = (
 )
 FASHION_FILES = ("train-images-idx3-ubyte.xz", "train-labels-idx1-ubyte.xz",
                  "t10k-images-idx3-ubyte.xz", "t10k-labels-idx1-ubyte.xz")
-
-
-def cpu_model() -> str:
-    """The CPU's model name as lscpu prints it (``/proc/cpuinfo`` when lscpu is missing)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.strip().startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_average() -> str:

@@ -43,15 +43,10 @@ def _example(name):
 
 
 def host():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or "unknown CPU"
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+    from benchmarks.host import cpu_model
+    return cpu_model()
 
 
 # -- Hogwild ------------------------------------------------------------------------------

@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "benchmarks"
+
+from .host import cpu_model  # noqa: E402
 
 FEATURES, CLASSES = 784, 10
 
@@ -75,12 +80,7 @@ def main(argv=None):
     if args._run:
         return run(args._run[0], args._run[1], args.threads)
     rows = int(args.gigabytes * 1e9) // (4 * FEATURES)
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         path = os.path.join(folder, "X.npy")
         write(path, rows)
