@@ -756,7 +756,6 @@ class Model:
             part = np.ascontiguousarray(perm[:, s0 * batch_size:min(n, s1 * batch_size)])
             if isinstance(data, Stream):  # the block's rows gathered in the epoch's order
                 block = data.data(part[0])
-                data.release()
                 part = np.arange(part.shape[1], dtype=np.int64)[None, :]
             else:
                 block = data
@@ -846,11 +845,8 @@ class Model:
                     self._data_inputs([p[:0] for p in parts], "X")  # refuses, as for arrays
                 out = np.zeros((stream.n, self.n_out), dtype=self.dtype)
                 for a, b in blocks:
-                    try:
-                        out[a:b] = self._predict([gather(p, slice(a, b)) for p in parts],
-                                                 batch_size)[0]
-                    finally:
-                        stream.release()
+                    rows = [gather(p, slice(a, b), m) for p, m in zip(parts, stream.maps)]
+                    out[a:b] = self._predict(rows, batch_size)[0]
                 return out, None
         xf, xi, n, lengths, T = self._data_inputs(X, "X")
         batch_size = min(check_int("batch_size", batch_size, 1), n)
@@ -885,15 +881,24 @@ class Model:
         batch_size = min(batch_size, n)
         self._workspace(batch_size, steps=data.steps)
         total, correct = self._driver.evaluate(data, n, batch_size)
-        per_row = self.loss.code == _losses.SoftmaxCrossEntropy.code
-        count = n if per_row else n * self.n_out
+        count = self._loss_count(n)
         if self.output.sequence:  # per token that carries a label
             count = max(1, int(data.tokens.sum()))
+        result = self._loss_and_accuracy(total, correct, count)
+        if getattr(self, "metrics", None):
+            result.update(self._metric_values(data, n, batch_size))
+        return result
+
+    def _loss_count(self, n):
+        """What evaluate's loss sum over n rows is divided by: the rows for softmax
+        cross-entropy, the rows times the outputs for the elementwise losses."""
+        return n if self.loss.code == _losses.SoftmaxCrossEntropy.code else n * self.n_out
+
+    def _loss_and_accuracy(self, total, correct, count):
+        """evaluate's {"loss", "accuracy"} from the sums over ``count`` loss rows."""
         result = {"loss": float(total / count)}
         if self.loss.classification:
             result["accuracy"] = float(correct / count)
-        if getattr(self, "metrics", None):
-            result.update(self._metric_values(data, n, batch_size))
         return result
 
     def _evaluate_stream(self, stream, batch_size):
@@ -904,23 +909,16 @@ class Model:
         total = correct = 0.0
         outs, yfs, yis = [], [], []
         for a, b in stream.blocks(batch_size):
-            try:
-                data = stream.data(slice(a, b))
-                t, c = self._driver.evaluate(data, b - a, batch_size)
-                total, correct = total + t, correct + c
-                if getattr(self, "metrics", None):
-                    out = np.zeros((b - a, self.n_out), dtype=self.dtype)
-                    self._driver.predict(data, out, batch_size)
-                    outs.append(out)
-                    yfs.append(data.yf)
-                    yis.append(data.yi)
-            finally:
-                stream.release()
-        n = stream.n
-        count = n if self.loss.code == _losses.SoftmaxCrossEntropy.code else n * self.n_out
-        result = {"loss": float(total / count)}
-        if self.loss.classification:
-            result["accuracy"] = float(correct / count)
+            data = stream.data(slice(a, b))
+            t, c = self._driver.evaluate(data, b - a, batch_size)
+            total, correct = total + t, correct + c
+            if getattr(self, "metrics", None):
+                out = np.zeros((b - a, self.n_out), dtype=self.dtype)
+                self._driver.predict(data, out, batch_size)
+                outs.append(out)
+                yfs.append(data.yf)
+                yis.append(data.yi)
+        result = self._loss_and_accuracy(total, correct, self._loss_count(stream.n))
         if outs:
             out, yf, yi = np.concatenate(outs), np.concatenate(yfs), np.concatenate(yis)
             result.update({m.name: float(m.compute(out, yf, yi, self.loss.name))

@@ -6,7 +6,7 @@ are checked block by block (finite, ids in range, labels and weights as usual), 
 input is still refused before any step.  Each compiled call then gathers the rows of
 its minibatches, in the epoch's order, into a buffer of about ``BLOCK_BYTES``: the
 engine sees the same rows in the same order as with an in-memory array, so the weights
-come out the same bits.  After each block the pages of the mapping are handed back to
+come out the same bits.  As a gather goes, the pages it read are handed back to
 the operating system (``madvise(MADV_DONTNEED)``; they stay in the page cache), so the
 process's resident memory stays near one block and not the file's size.  A
 copy-on-write mapping (``mode="c"``) keeps its pages (dropping them would drop the
@@ -129,13 +129,6 @@ class Stream:
                                    self.class_weight)
         return data
 
-    def release(self):
-        """Hand every page of the maps back to the operating system (not for a
-        copy-on-write map, whose pages hold the user's changes)."""
-        for m in self.maps:
-            if m is not None:
-                m.release()
-
     def blocks(self, multiple=1):
         """(start, stop) of consecutive blocks of about ``block_rows`` rows, each a
         multiple of ``multiple`` rows (the last one excepted)."""
@@ -165,5 +158,4 @@ class Stream:
             except (ValueError, TypeError) as e:
                 raise type(e)(f"{e}, counted from row {a} (the block of rows {a} to {b - 1} of "
                                f"the memory-mapped input)") from None
-            finally:
-                self.release()
+
