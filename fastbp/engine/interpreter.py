@@ -53,6 +53,7 @@ from ..kernels.losses import (SOFTMAX_CROSS_ENTROPY, loss_count, loss_sum_and_co
 from ..kernels.optim import (apply_sparse_update, apply_update, clip_scale, count_nonfinite,
                              squared_norm)
 from ..kernels.random import combine_key
+from ..kernels.rows import gather_rows
 from ..kernels.recurrent import GRU, cache_width, n_gates, recurrent_backward, recurrent_forward
 from .codes import (ACT, ADD, ARG0, CACHE_OFF, CELL, CONCAT, DATA_COL, DENSE, DIM, DROPOUT,
                     E_OFF, GRAD_ACC, GRAD_OFF, HASH_SIZE, INPUT, IS_IDS, KEY, KIND, LAST, N_ARGS,
@@ -175,18 +176,6 @@ def last_step(lengths, starts, i, reverse):
 
 
 # -- inputs -------------------------------------------------------------------------------------
-@jit_parallel
-def _gather(src, col, idx, start, dst, parallel):
-    # dst[i] <- src[idx[start + i], col:col + width]
-    m, w = dst.shape
-    if parallel and dst.size >= PARALLEL_MIN_WORK:
-        for i in prange(m):
-            dst[i] = src[idx[start + i], col:col + w]
-    else:
-        for i in range(m):
-            dst[i] = src[idx[start + i], col:col + w]
-
-
 @jit
 def _copy_steps(src, col, row, L, dst, r0):
     # dst[r0 .. r0 + L - 1] <- the first L steps of src[row] from column col
@@ -244,10 +233,10 @@ def load_inputs(tape, work, data, idx, start, m, parallel):
                 _gather_steps(data.xf, col, idx, start, m, work.lengths, work.starts,
                               slot(work.acts, values, v, m, R), parallel)
         elif HAS_TABLES and values[v, IS_IDS] != 0:
-            _gather(data.xi, unliteral(col), idx, start, slot(work.ids, values, v, m, R),
+            gather_rows(data.xi, unliteral(col), idx, start, slot(work.ids, values, v, m, R),
                     parallel)
         else:
-            _gather(data.xf, col, idx, start, slot(work.acts, values, v, m, R), parallel)
+            gather_rows(data.xf, col, idx, start, slot(work.acts, values, v, m, R), parallel)
 
 
 @jit_always_inline
@@ -279,7 +268,7 @@ def load_targets(tape, work, data, idx, start, m, parallel):
             yi[i] = data.yi[idx[start + i]]
         return work.ybf, yi, w
     yf = work.ybf[:m]
-    _gather(data.yf, unliteral(0), idx, start, yf, parallel)
+    gather_rows(data.yf, unliteral(0), idx, start, yf, parallel)
     return yf, work.ybi, w
 
 

@@ -62,8 +62,8 @@ def _args(model):
 
 def forward_half(model) -> None:
     """The forward node loop (the dense layers' products first) and the input gather."""
+    from ..kernels.rows import gather_rows
     from . import codes as C
-    from . import interpreter as I
     p, data, m, par = _args(model)
     b, w = model._driver.build, p.work
     b.forward_nodes(p.tape, p.weights, w, 0, p.nodes.shape[0], m, p.stream.seed, 0, False, par)
@@ -71,7 +71,7 @@ def forward_half(model) -> None:
         v = int(p.nodes[n, C.OUT])
         src = data.xi if p.vtable[v, C.IS_IDS] else data.xf
         col = int(p.nodes[n, C.DATA_COL] + data.steps * p.nodes[n, C.SEQ_COL])
-        I._gather(src, col, w.order, 0, p.slot(v, m), par)
+        gather_rows(src, col, w.order, 0, p.slot(v, m), par)
 
 
 def backward_half(model) -> None:
