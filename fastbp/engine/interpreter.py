@@ -53,8 +53,8 @@ from ..kernels.losses import (SOFTMAX_CROSS_ENTROPY, loss_count, loss_sum_and_co
 from ..kernels.optim import (apply_sparse_update, apply_update, clip_scale, count_nonfinite,
                              squared_norm)
 from ..kernels.random import combine_key
-from ..kernels.rows import gather_rows
 from ..kernels.recurrent import GRU, cache_width, n_gates, recurrent_backward, recurrent_forward
+from ..kernels.rows import gather_rows
 from .codes import (ACT, ADD, ARG0, CACHE_OFF, CELL, CONCAT, DATA_COL, DENSE, DIM, DROPOUT,
                     E_OFF, GRAD_ACC, GRAD_OFF, HASH_SIZE, INPUT, IS_IDS, KEY, KIND, LAST, N_ARGS,
                     NEEDS_GRAD, NONFINITE_GRADIENT, NONFINITE_LOSS, NONFINITE_UPDATE, OFFSET, OK,
@@ -234,7 +234,7 @@ def load_inputs(tape, work, data, idx, start, m, parallel):
                               slot(work.acts, values, v, m, R), parallel)
         elif HAS_TABLES and values[v, IS_IDS] != 0:
             gather_rows(data.xi, unliteral(col), idx, start, slot(work.ids, values, v, m, R),
-                    parallel)
+                        parallel)
         else:
             gather_rows(data.xf, col, idx, start, slot(work.acts, values, v, m, R), parallel)
 
