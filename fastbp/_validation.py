@@ -21,7 +21,9 @@ def check_dtype(dtype) -> np.dtype:
 
 
 def check_int(name: str, value, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    # a plain int needs no abstract-class test (fit checks one per epoch or step)
+    if type(value) is not int and (isinstance(value, bool)
+                                   or not isinstance(value, numbers.Integral)):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     value = int(value)
     if minimum is not None and value < minimum:

@@ -58,8 +58,9 @@ def checked_rate(schedule, t: int, base_lr: float) -> float:
     except (OverflowError, ZeroDivisionError) as e:
         raise ValueError(f"{schedule!r} failed at {schedule.per} {t} (base lr {base_lr!r}): "
                          f"{e}") from None
-    if (isinstance(lr, bool) or not isinstance(lr, numbers.Real)
-            or not math.isfinite(lr) or lr < 0):
+    # a plain float skips the abstract-class test (fit checks one per epoch or step)
+    number = type(lr) is float or (not isinstance(lr, bool) and isinstance(lr, numbers.Real))
+    if not number or not math.isfinite(lr) or lr < 0:
         raise ValueError(f"{schedule!r} returned the learning rate {lr!r} at {schedule.per} "
                          f"{t}; a learning rate must be a finite number >= 0")
     return float(lr)

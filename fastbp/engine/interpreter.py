@@ -55,6 +55,8 @@ from ..kernels.optim import (apply_sparse_update, apply_update, clip_scale, coun
 from ..kernels.random import combine_key
 from ..kernels.recurrent import GRU, cache_width, n_gates, recurrent_backward, recurrent_forward
 from ..kernels.rows import gather_rows
+from ..kernels.views import shaped
+from .bundles import borrowed
 from .codes import (ACT, ADD, ARG0, CACHE_OFF, CELL, CONCAT, DATA_COL, DENSE, DIM, DROPOUT,
                     E_OFF, GRAD_ACC, GRAD_OFF, HASH_SIZE, INPUT, IS_IDS, KEY, KIND, LAST, N_ARGS,
                     NEEDS_GRAD, NONFINITE_GRADIENT, NONFINITE_LOSS, NONFINITE_UPDATE, OFFSET, OK,
@@ -81,7 +83,7 @@ def slot(arena, values, v, m, R):
     off = values[v, OFFSET] * m
     w = values[v, WIDTH]
     rows = R if HAS_SEQUENCES and values[v, SEQ] != 0 else m
-    return arena[off:off + rows * w].reshape((rows, w))
+    return shaped(arena[off:off + rows * w], (rows, w))
 
 
 @jit_always_inline
@@ -90,7 +92,7 @@ def table(emb, tables, t):
     off = tables[t, E_OFF]
     V = tables[t, VOCAB]
     d = tables[t, DIM]
-    return emb[off:off + V * d].reshape((V, d))
+    return shaped(emb[off:off + V * d], (V, d))
 
 
 @jit_always_inline
@@ -99,7 +101,7 @@ def table_state(emb_state, tables, t, k):
     off = tables[t, STATE_OFF]
     V = tables[t, VOCAB]
     d = tables[t, DIM]
-    return emb_state[off:off + k * V * d].reshape((k, V, d))
+    return shaped(emb_state[off:off + k * V * d], (k, V, d))
 
 
 @jit_always_inline
@@ -111,7 +113,7 @@ def row_workspace(work, tables, t):
     d = tables[t, DIM]
     rows = work.rows[ro:ro + cap]
     hashed = work.rows[ro + cap:ro + cap + tables[t, HASH_SIZE]]
-    G = work.row_grads[go:go + cap * d].reshape((cap, d))
+    G = shaped(work.row_grads[go:go + cap * d], (cap, d))
     return rows, hashed, G
 
 
@@ -121,7 +123,7 @@ def dense_params(arr, nodes, values, operands, n):
     n_in = values[operands[nodes[n, ARG0], VALUE], WIDTH]
     n_out = values[nodes[n, OUT], WIDTH]
     wo = nodes[n, W_OFF]
-    return (arr[wo:wo + n_in * n_out].reshape((n_in, n_out)),
+    return (shaped(arr[wo:wo + n_in * n_out], (n_in, n_out)),
             arr[wo + n_in * n_out:wo + n_in * n_out + n_out])
 
 
@@ -133,9 +135,9 @@ def recurrent_params(arr, o, nodes, values, operands, n):
     n_in = values[operands[nodes[n, ARG0], VALUE], WIDTH]
     h = values[nodes[n, OUT], WIDTH]
     G = n_gates(nodes[n, CELL]) * h
-    W = arr[o:o + n_in * G].reshape((n_in, G))
+    W = shaped(arr[o:o + n_in * G], (n_in, G))
     o += n_in * G
-    U = arr[o:o + h * G].reshape((h, G))
+    U = shaped(arr[o:o + h * G], (h, G))
     o += h * G
     b = arr[o:o + G]
     b_rec = arr[o + G:o + 2 * G] if nodes[n, CELL] == GRU else arr[o:o + 1]
@@ -163,9 +165,9 @@ def recurrent_cache(work, nodes, values, n, m, R):
     if nodes[n, LAST] == 0:  # the output slot holds the states
         return cache, work.cache[:0].reshape((0, h)), work.cache[:0].reshape((0, h))
     off += m * cap * kept
-    states = work.cache[off:off + R * h].reshape((R, h))
+    states = shaped(work.cache[off:off + R * h], (R, h))
     off += m * cap * h
-    grads = work.cache[off:off + R * h].reshape((R, h))
+    grads = shaped(work.cache[off:off + R * h], (R, h))
     return cache, states, grads
 
 
@@ -357,7 +359,7 @@ def _gradient_target(work, values, operands, a, m, R):
     v = operands[a, VALUE]
     if operands[a, GRAD_ACC] != 0:
         g = slot(work.agrads, values, v, m, R)
-        return work.tmp[:g.size].reshape(g.shape)
+        return shaped(work.tmp[:g.size], g.shape)
     return slot(work.agrads, values, v, m, R)
 
 
@@ -365,7 +367,7 @@ def _gradient_target(work, values, operands, a, m, R):
 def _finish_gradient(work, values, operands, a, m, R):
     if operands[a, GRAD_ACC] != 0:
         g = slot(work.agrads, values, operands[a, VALUE], m, R)
-        add_into(g, work.tmp[:g.size].reshape(g.shape))
+        add_into(g, shaped(work.tmp[:g.size], g.shape))
 
 
 @jit
@@ -392,7 +394,7 @@ def backward_nodes(tape, weights, work, first, stop, m, seed, drop_step, trainin
             g_in = _gradient_target(work, values, operands, a0, m, R)
             if add_params or nodes[n, PARAM_ACC] != 0:
                 # this node's share, added to what the other call (or minibatch) left
-                dW = weights.pscratch[:W.size].reshape(W.shape)
+                dW = shaped(weights.pscratch[:W.size], W.shape)
                 db = weights.pscratch[W.size:W.size + W.shape[1]]
                 dense_backward(x, a, W, g, dW, db, g_in, nodes[n, ACT], tape.fattrs[n, SLOPE],
                                need0, parallel)
@@ -600,6 +602,9 @@ def update(tape, weights, work, opt, lr, sq, parallel):
 def train_step(tape, weights, work, opt, data, m, lr, stream, training, do_update, parallel):
     """One minibatch step on the first m rows of ``data``.  With do_update False only
     the gradients are computed.  Returns (batch-mean loss, status)."""
+    tape, weights, work, opt, data, stream = (borrowed(tape), borrowed(weights),
+                                              borrowed(work), borrowed(opt),
+                                              borrowed(data), borrowed(stream))
     load_inputs(tape, work, data, work.order, 0, m, parallel)
     count = batch_count(tape, data, work.order, 0, m)
     yf, yi, yw = data.yf, data.yi, data.w
@@ -655,6 +660,9 @@ def train_epochs(tape, weights, work, opt, data, perms, batch_size, accumulate, 
     perms : int64 (epochs, N); lrs, losses : float64 (epochs, n_batches).
     Returns (epochs done, minibatches done in the failing epoch, status).
     """
+    tape, weights, work, opt, data, stream = (borrowed(tape), borrowed(weights),
+                                              borrowed(work), borrowed(opt),
+                                              borrowed(data), borrowed(stream))
     for e in range(perms.shape[0]):
         done, status = train_epoch(tape, weights, work, opt, data, perms[e], batch_size,
                                    accumulate, lrs[e], stream, parallel, losses[e])
@@ -667,6 +675,7 @@ def train_epochs(tape, weights, work, opt, data, perms, batch_size, accumulate, 
 @jit
 def predict(tape, weights, work, data, out, batch_size, parallel):
     """out <- the output value for every row of the data, batch by batch."""
+    tape, weights, work, data = borrowed(tape), borrowed(weights), borrowed(work), borrowed(data)
     n = data.lengths.shape[0] if HAS_SEQUENCES else out.shape[0]
     for start in range(0, n, batch_size):
         m = min(n, start + batch_size) - start
@@ -702,6 +711,7 @@ def score_batch(tape, work, data, start, m):
 def evaluate(tape, weights, work, data, n, batch_size, parallel):
     """(summed loss, number correct) over the first n rows, batch by batch, in inference
     mode."""
+    tape, weights, work, data = borrowed(tape), borrowed(weights), borrowed(work), borrowed(data)
     total = 0.0
     correct = 0
     for start in range(0, n, batch_size):
@@ -718,6 +728,7 @@ def evaluate(tape, weights, work, data, n, batch_size, parallel):
 def loss_only(tape, weights, work, data, m, parallel):
     """The batch-mean loss of the first m rows in inference mode (gradcheck's numeric
     side)."""
+    tape, weights, work, data = borrowed(tape), borrowed(weights), borrowed(work), borrowed(data)
     load_inputs(tape, work, data, work.order, 0, m, parallel)
     forward(tape, weights, work, m, 0, 0, False, parallel)
     count = batch_count(tape, data, work.order, 0, m)

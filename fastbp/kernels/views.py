@@ -1,0 +1,56 @@
+"""A flat buffer seen as a C-ordered block: ``shaped(flat, (rows, cols))``.
+
+The engine keeps every activation, gradient and parameter in flat buffers and
+looks at them through 2-d views many times a step.  numba's ``reshape`` asks a
+C helper (``numba_attempt_nocopy_reshape``) each time, whatever the layout; for
+a contiguous 1-d slice the answer is known, so ``shaped`` writes the view's
+shape and strides directly.  On the 10-40-40-5 network of seed 002's figure 7.8
+the helper took about 2% of a step (AMD EPYC, Zen 4).
+"""
+from __future__ import annotations
+
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array
+
+from .._config import jit_always_inline
+
+
+@intrinsic
+def _c_view(typingctx, flat, shape):
+    # flat: a 1-d C array whose size is the product of shape (checked by the caller)
+    if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"
+            and isinstance(shape, types.UniTuple) and isinstance(shape.dtype, types.Integer)):
+        return None
+    ndim = shape.count
+    result = flat.copy(ndim=ndim, layout="C")
+
+    def codegen(context, builder, signature, args):
+        src = make_array(signature.args[0])(context, builder, value=args[0])
+        dims = [context.cast(builder, d, shape.dtype, types.intp)
+                for d in cgutils.unpack_tuple(builder, args[1], ndim)]
+        strides = [src.itemsize]
+        for d in reversed(dims[1:]):
+            strides.insert(0, builder.mul(strides[0], d))
+        out = make_array(result)(context, builder)
+        context.populate_array(out, data=src.data,
+                               shape=cgutils.pack_array(builder, dims),
+                               strides=cgutils.pack_array(builder, strides),
+                               itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent)
+        value = out._getvalue()
+        context.nrt.incref(builder, result, value)  # the view holds its own reference
+        return value
+
+    return result(flat, shape), codegen
+
+
+@jit_always_inline
+def shaped(flat, shape):
+    """``flat`` (1-d, C-contiguous) as a C-ordered array of ``shape``, sharing its
+    memory; ``flat.reshape(shape)`` without the helper call."""
+    n = 1
+    for d in shape:
+        n *= d
+    if n != flat.shape[0]:
+        raise ValueError("shaped: the buffer's size is not the product of the shape")
+    return _c_view(flat, shape)
