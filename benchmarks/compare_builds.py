@@ -25,7 +25,10 @@ Workloads, built with the public API both builds share: ``fig7_8`` (seed 002's f
 7.8 program as in compare_peers: 10-40-40-5 ReLU MLP, float32, SGD with momentum, MSE,
 batch 10, 100 points, 100 epochs with step decay), ``mlp_small`` (64-128-10, batch 32,
 Adam, 100 minibatches, 10 epochs), ``mlp_784_b128`` (784-256-128-10, batch 128, Adam,
-20 minibatches, 5 epochs); each timed as one ``fit`` call.
+20 minibatches, 5 epochs), ``window`` (compare_peers' window model at V = 20,000: one
+epoch of 200 minibatches of 64, the same model trained on) and ``pos`` (compare_peers'
+EWT window tagger, one epoch; needs ``../shared/data`` or ``FASTBP_DATA``); each timed as
+one ``fit`` call.
 """
 from __future__ import annotations
 
@@ -116,8 +119,54 @@ def _classifier(fb, sizes, batch, n_batches, epochs):
     return run
 
 
+def window(fb, V=20_000, batch=64, n_batches=200):
+    """compare_peers' window workload: ids (5 per row) into a fine-tuned 50-wide table,
+    Dense 250-200 tanh, Dense 200-5, Adam, batch 64; one epoch of 200 minibatches."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, V, (batch * n_batches, 5))
+    y = rng.integers(0, 5, batch * n_batches)
+    model = fb.Sequential([fb.layers.WindowEmbedding(V, 50, window=2),
+                           fb.layers.Dense(250, 200, activation="tanh"),
+                           fb.layers.Dense(200, 5)], seed=0)
+    model.compile(fb.optim.Adam(lr=1e-3), "softmax_cross_entropy")
+
+    def run():
+        t0 = time.perf_counter()
+        model.fit(ids, y, epochs=1, batch_size=batch)
+        return time.perf_counter() - t0
+    return run
+
+
+_POS = {}
+
+
+def pos(fb):
+    """compare_peers' POS tagger on UD English EWT (GloVe 50d table fine-tuned, window 2,
+    Dense 250-200 relu, Dense to the tags, Adam, batch 64): one shuffled epoch, the same
+    model trained on.  The arrays are made once, by this checkout's fastbp.text."""
+    if not _POS:
+        from .peer_workloads_sparse import _pos_data
+        data = os.environ.get("FASTBP_DATA", os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data"))
+        _POS["arrays"] = _pos_data(data)
+    arrays, E, n_tags = _POS["arrays"]
+    X, y = arrays["train"]
+    model = fb.Sequential([fb.layers.WindowEmbedding(E.shape[0], 50, window=2, weights=E),
+                           fb.layers.Dense(250, 200, activation="relu"),
+                           fb.layers.Dense(200, n_tags)], seed=0)
+    model.compile(fb.optim.Adam(lr=1e-3), "softmax_cross_entropy")
+
+    def run():
+        t0 = time.perf_counter()
+        model.fit(X, y, epochs=1, batch_size=64, seed=0)
+        return time.perf_counter() - t0
+    return run
+
+
 WORKLOADS = {
     "fig7_8": fig7_8,
+    "pos": pos,
+    "window": window,
     "mlp_small": lambda fb: _classifier(fb, (64, 128, 10), 32, 100, 10),
     "mlp_784_b128": lambda fb: _classifier(fb, (784, 256, 128, 10), 128, 20, 5),
 }
