@@ -13,12 +13,13 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
-from .._config import jit_always_inline
 
 
 @intrinsic
-def _c_view(typingctx, flat, shape):
-    # flat: a 1-d C array whose size is the product of shape (checked by the caller)
+def shaped(typingctx, flat, shape):
+    """``flat`` (1-d, C-contiguous) as a C-ordered array of ``shape``, sharing its
+    memory: ``flat.reshape(shape)`` without the helper call.  A ValueError when the
+    product of ``shape`` is not ``flat``'s size."""
     if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"
             and isinstance(shape, types.UniTuple) and isinstance(shape.dtype, types.Integer)):
         return None
@@ -29,6 +30,13 @@ def _c_view(typingctx, flat, shape):
         src = make_array(signature.args[0])(context, builder, value=args[0])
         dims = [context.cast(builder, d, shape.dtype, types.intp)
                 for d in cgutils.unpack_tuple(builder, args[1], ndim)]
+        size = dims[0]
+        for d in dims[1:]:
+            size = builder.mul(size, d)
+        with cgutils.if_unlikely(builder, builder.icmp_signed("!=", size, src.nitems)):
+            context.call_conv.return_user_exc(
+                builder, ValueError,
+                ("shaped: the buffer's size is not the product of the shape",))
         strides = [src.itemsize]
         for d in reversed(dims[1:]):
             strides.insert(0, builder.mul(strides[0], d))
@@ -42,15 +50,3 @@ def _c_view(typingctx, flat, shape):
         return value
 
     return result(flat, shape), codegen
-
-
-@jit_always_inline
-def shaped(flat, shape):
-    """``flat`` (1-d, C-contiguous) as a C-ordered array of ``shape``, sharing its
-    memory; ``flat.reshape(shape)`` without the helper call."""
-    n = 1
-    for d in shape:
-        n *= d
-    if n != flat.shape[0]:
-        raise ValueError("shaped: the buffer's size is not the product of the shape")
-    return _c_view(flat, shape)
