@@ -122,13 +122,8 @@ def _classifier(fb, sizes, batch, n_batches, epochs):
 def window(fb, V=20_000, batch=64, n_batches=200):
     """compare_peers' window workload: ids (5 per row) into a fine-tuned 50-wide table,
     Dense 250-200 tanh, Dense 200-5, Adam, batch 64; one epoch of 200 minibatches."""
-    rng = np.random.default_rng(0)
-    ids = rng.integers(1, V, (batch * n_batches, 5))
-    y = rng.integers(0, 5, batch * n_batches)
-    model = fb.Sequential([fb.layers.WindowEmbedding(V, 50, window=2),
-                           fb.layers.Dense(250, 200, activation="tanh"),
-                           fb.layers.Dense(200, 5)], seed=0)
-    model.compile(fb.optim.Adam(lr=1e-3), "softmax_cross_entropy")
+    from .peer_workloads_sparse import window_task
+    ids, y, model = window_task(fb, V, batch, n_batches)
 
     def run():
         t0 = time.perf_counter()

@@ -156,6 +156,19 @@ def _torch_window_model(torch, V, dim, window, hidden, classes, act="tanh", weig
     return emb, dense, sparse_opt, dense_opt
 
 
+def window_task(fb, V, batch, n_batches):
+    """(ids, labels, model) of the window workload in the fastbp module ``fb`` (the
+    installed one here; each build's in compare_builds)."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, V, (batch * n_batches, 5))
+    y = rng.integers(0, 5, batch * n_batches)
+    model = fb.Sequential([fb.layers.WindowEmbedding(V, 50, window=2),
+                           fb.layers.Dense(250, 200, activation="tanh"),
+                           fb.layers.Dense(200, 5)], seed=0)
+    model.compile(fb.optim.Adam(lr=1e-3), "softmax_cross_entropy")
+    return ids, y, model
+
+
 def workload_window(args, rep: Report):
     """DESIGN.md's window workload: dim 50, window 2, hidden 200 tanh, 5 classes, batch 64,
     Adam with fine-tuning; V = 20k and 400k."""
@@ -166,13 +179,7 @@ def workload_window(args, rep: Report):
     crit = torch.nn.CrossEntropyLoss()
     med = {}
     for V in (20_000, 400_000):
-        rng = np.random.default_rng(0)
-        ids = rng.integers(1, V, (batch * n_batches, 5))
-        y = rng.integers(0, 5, batch * n_batches)
-        model = fb.Sequential([fb.layers.WindowEmbedding(V, 50, window=2),
-                               fb.layers.Dense(250, 200, activation="tanh"),
-                               fb.layers.Dense(200, 5)], seed=0)
-        model.compile(fb.optim.Adam(lr=1e-3), "softmax_cross_entropy")
+        ids, y, model = window_task(fb, V, batch, n_batches)
         model.fit(ids[:batch * 2], y[:batch * 2], epochs=1, batch_size=batch)
 
         def run_fastbp():
