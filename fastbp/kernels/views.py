@@ -14,7 +14,6 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
 
-
 @intrinsic
 def shaped(typingctx, flat, shape):
     """``flat`` (1-d, C-contiguous) as a C-ordered array of ``shape``, sharing its
