@@ -245,6 +245,23 @@ def test_gemm_on_strided_and_transposed_views(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_with_no_inner_dimension_scales_the_output_by_beta(dtype):
+    """k = 0 (the weight gradient of an empty batch): C <- beta C through BLAS itself,
+    zeros for beta 0 even where C held NaN, on row blocks and transposed operands."""
+    from fastbp.kernels import blas
+    empty = np.ones((0, 30), dtype=dtype)
+    for A, B in ((np.ones((6, 0), dtype=dtype), np.ones((0, 8), dtype=dtype)),
+                 (empty[:, 2:8].T, empty[:, :8])):          # x^T g of a batch of 0 rows
+        for beta, fill, expect in ((0.0, np.nan, 0.0), (1.0, 3.0, 3.0), (0.5, 3.0, 1.5)):
+            C = np.full((10, 8), fill, dtype=dtype)
+            C[8:] = -1.0
+            blas.gemm(A, B, C[2:8], beta)
+            np.testing.assert_array_equal(C[2:8], np.full((6, 8), expect, dtype=dtype))
+            np.testing.assert_array_equal(C[8:], -1.0)
+            assert np.isnan(C[:2]).all() if np.isnan(fill) else (C[:2] == fill).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(128, 784, 512), (1024, 300, 256), (64, 250, 200),
                                    (64, 200, 250), (130, 129, 131), (5, 300, 700)],
                          ids=shape_id)

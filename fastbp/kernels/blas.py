@@ -98,14 +98,17 @@ def gemm(A, B, C, beta):
     if m == 0 or n == 0:
         return
     T = C.dtype.type
-    if k == 0:
-        for i in range(m):
-            for j in range(n):
-                C[i, j] = beta * C[i, j] if beta != 0 else T(0)
-        return
-    ta, lda = _layout(A)
-    tb, ldb = _layout(B)
     tc, ldc = _layout(C)
+    if k == 0:
+        # BLAS itself sets C <- beta C (zeros for beta = 0, whatever C held); a loop
+        # here would be vectorised and linked into every caller for a rare case.
+        # With no inner dimension the operands' flags are free: each is then read
+        # as a stored k x (m or n) matrix, whose leading dimension 1 BLAS accepts.
+        ta, lda = ord('n'), 1
+        tb, ldb = ord('t'), 1
+    else:
+        ta, lda = _layout(A)
+        tb, ldb = _layout(B)
     if tc != ord('n'):
         raise ValueError("gemm: the output must have contiguous rows")
     kind = ord('s') if C.itemsize == 4 else ord('d')
