@@ -109,6 +109,12 @@ PARALLEL_MIN_WORK = 1 << 15
 #: a lazy embedding update splits from a quarter of that (rows of ~50 floats).
 PARALLEL_UPDATE_MIN = 1 << 15
 
+#: An inference call of fewer rows x parameters than this (about its multiply-adds:
+#: 2^32, a few tenths of a second on one core) runs in a model's serial build even
+#: where a threaded branch would be taken: a second build would cost more to load
+#: from the cache (or to compile) than its threads save (fastbp.engine.drivers).
+THREADED_INFERENCE_MIN_WORK = 1 << 32
+
 #: Fixed chunk (in elements) for flat-buffer reductions: the partial sums are
 #: taken per chunk and added in chunk order, whatever the thread count.
 REDUCE_CHUNK = 4096

@@ -246,13 +246,14 @@ def _demo(args) -> int:
     # numba compiles the kernels on first use (seconds with an empty cache, well under a
     # second from the cache); do it before training, so the timing below is training.
     from ._cache import is_cached
+    from .engine.precompile import compiled_build
     from .warmup import warmup
     t0 = time.perf_counter()
     model = _demo_model(args.dtype, args.seed)
-    if not is_cached(model._driver.build.train_epochs):
+    if not is_cached(compiled_build(model, args.batch_size).train_epochs):
         print("compiling kernels (first run only; numba caches them for later runs) ...",
               flush=True)
-    warmup(model=model, predict=False)
+    warmup(model=model, predict=False, batch_size=args.batch_size)
     print(f"kernels ready in {time.perf_counter() - t0:.1f} s (compiled or loaded from the "
           f"cache)", flush=True)
 

@@ -348,7 +348,7 @@ class DataParallel:
         """
         from .threads import parallel_enabled
         p, inner, s_ = self.plan, self.inner, self.session
-        build = inner.build
+        build = inner.build_for(batch_size)
         par = parallel_enabled()
         tables = p.trainable_tables()
         own = p.stream
@@ -520,7 +520,8 @@ class Hogwild:
         divergence met at that epoch and step.
         """
         from concurrent.futures import ThreadPoolExecutor
-        p, build, T = self.plan, self.inner.build, self.threads
+        # each worker thread runs its minibatches without threads of its own
+        p, build, T = self.plan, self.inner.serial, self.threads
         n = perms.shape[1]
         n_batches = losses.shape[1]
         opt = p.optim_bundle()

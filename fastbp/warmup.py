@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validation import check_int
+
 
 def cache_dirs() -> list[str]:
     """The folders where fastbp's compiled code is cached: numba keeps one per package
@@ -38,7 +40,7 @@ def clear_cache() -> int:
 
 
 def warmup(dtypes=("float32", "float64"), verbose: bool = False, *, model=None,
-           predict: bool = True) -> None:
+           predict: bool = True, batch_size: int = 32) -> None:
     """Compile (or load from numba's cache) ahead of time.
 
     With ``model`` (compiled; trained or not, it is not touched): what its ``fit``,
@@ -59,13 +61,17 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = False, *, model=None,
         A compiled model to warm up for, instead of the common models.
     predict : bool
         With ``model``: compile its ``predict`` too.
+    batch_size : int
+        With ``model``: the minibatch size its ``fit`` will use, which picks the
+        build compiled (a small model's batches run in a build without threads).
     """
     if model is not None:
         from .engine.precompile import compile_model
         if model.optimizer is None:
             raise ValueError("warmup(model=...) needs a compiled model: call "
                              "model.compile(optimizer, loss) first")
-        compile_model(model, predict=predict)
+        compile_model(model, predict=predict,
+                      batch_size=check_int("batch_size", batch_size, 1))
         return
     from .layers import Dense, Dropout, WindowEmbedding
     from .model import Sequential

@@ -13,14 +13,16 @@ import math
 
 import numpy as np
 
+from .._config import THREADED_INFERENCE_MIN_WORK
 from ..threads import parallel_enabled
 from . import codes as C
-from .specialize import build, features_of
+from .specialize import build, features_of, threads_pay
 
 
 class Compiled:
     """Drives a plan through the compiled interpreter, in the plan's own build
-    (:mod:`.specialize`: only the node kinds, optimizer and loss it uses are compiled)."""
+    (:mod:`.specialize`: only the node kinds, optimizer and loss it uses are compiled,
+    and threads only where they pay: :meth:`build_for`)."""
 
     def __init__(self, plan):
         self.plan = plan
@@ -28,57 +30,92 @@ class Compiled:
         self.features = features_of(plan, None if opt is None else opt.code,
                                     None if opt is None else plan.loss_code)
         self.build = build(self.features)
+        self.serial = build(self.features._replace(parallel=False))
+        self.threaded = False  # whether a call has needed self.build yet
+
+    def build_for(self, rows, total=None):
+        """The build for a call on minibatches of up to ``rows`` rows.
+
+        :attr:`serial` (compiled without threads) until a call needs threads: more
+        than one thread, and some kernel's threaded branch within reach
+        (:func:`.specialize.threads_pay`), and for an inference call of ``total``
+        rows, ``total`` x the parameter count (about its multiply-adds) at least
+        THREADED_INFERENCE_MIN_WORK.  From then on :attr:`build` (threaded), which
+        serves every size, so a model compiles or loads at most these two builds and
+        most models only one: the digits demo's batches of 32 rows and its 360
+        test rows run serial."""
+        if not self.threaded:
+            self.threaded = (parallel_enabled() and threads_pay(self.plan, rows)
+                             and (total is None or
+                                  total * self.plan.params.shape[0] >= THREADED_INFERENCE_MIN_WORK))
+        return self.build if self.threaded else self.serial
+
+    def _training(self):
+        # the calls apart from a step: the build of the workspace's batch
+        return self.build_for(self.plan.capacity)
 
     def gradients(self, data, m, count, training, add):
         p = self.plan
-        return self.build.gradients(p.tape, p.weights, p.work, p.optim_bundle().clip_norm,
-                                    data.yf, data.yi, data.w, m, count, p.stream, training,
-                                    add, parallel_enabled())
+        return self.build_for(m).gradients(p.tape, p.weights, p.work,
+                                           p.optim_bundle().clip_norm, data.yf, data.yi,
+                                           data.w, m, count, p.stream, training, add,
+                                           parallel_enabled())
 
     def load(self, data, m):
         p = self.plan
-        self.build.load_inputs(p.tape, p.work, data, p.work.order, 0, m, parallel_enabled())
+        self.build_for(m).load_inputs(p.tape, p.work, data, p.work.order, 0, m,
+                                      parallel_enabled())
 
     def status(self):
         """(status, squared norm) of the gradients the last gradient phase left."""
         p = self.plan
-        return self.build.gradient_status(p.tape, p.weights, p.work,
-                                          p.optim_bundle().clip_norm, parallel_enabled())
+        return self._training().gradient_status(p.tape, p.weights, p.work,
+                                                p.optim_bundle().clip_norm, parallel_enabled())
 
     def update(self, lr, sq):
         p = self.plan
-        return self.build.update(p.tape, p.weights, p.work, p.optim_bundle(), lr, sq,
-                                 parallel_enabled())
+        return self._training().update(p.tape, p.weights, p.work, p.optim_bundle(), lr, sq,
+                                       parallel_enabled())
 
     def step(self, data, m, lr, training=True, do_update=True):
         p = self.plan
-        return self.build.train_step(p.tape, p.weights, p.work, p.optim_bundle(), data, m, lr,
-                                     p.stream, training, do_update, parallel_enabled())
+        return self.build_for(m).train_step(p.tape, p.weights, p.work, p.optim_bundle(), data,
+                                            m, lr, p.stream, training, do_update,
+                                            parallel_enabled())
 
     def epochs(self, data, perms, batch_size, accumulate, lrs, losses):
         p = self.plan
-        return self.build.train_epochs(p.tape, p.weights, p.work, p.optim_bundle(), data,
-                                       perms, batch_size, accumulate, lrs, p.stream,
-                                       parallel_enabled(), losses)
+        return self.build_for(batch_size).train_epochs(p.tape, p.weights, p.work,
+                                                       p.optim_bundle(), data, perms,
+                                                       batch_size, accumulate, lrs, p.stream,
+                                                       parallel_enabled(), losses)
 
-    def predict(self, data, out, batch_size):
+    def predict(self, data, out, batch_size, total=None):
         p = self.plan
-        p.rows_in_order(out.shape[0])
-        self.build.predict(p.tape, p.weights, p.work, data, out, batch_size, parallel_enabled())
+        n = out.shape[0]
+        p.rows_in_order(n)
+        b = self.build_for(min(batch_size, n), n if total is None else total)
+        b.predict(p.tape, p.weights, p.work, data, out, batch_size, parallel_enabled())
 
-    def evaluate(self, data, n, batch_size):
+    def evaluate(self, data, n, batch_size, total=None):
         p = self.plan
         p.rows_in_order(n)
-        return self.build.evaluate(p.tape, p.weights, p.work, data, n, batch_size,
-                                   parallel_enabled())
+        b = self.build_for(min(batch_size, n), n if total is None else total)
+        return b.evaluate(p.tape, p.weights, p.work, data, n, batch_size, parallel_enabled())
 
     def loss_only(self, data, m):
         p = self.plan
-        return self.build.loss_only(p.tape, p.weights, p.work, data, m, parallel_enabled())
+        return self.build_for(m).loss_only(p.tape, p.weights, p.work, data, m,
+                                           parallel_enabled())
 
 
 class Layerwise(Compiled):
-    """Drives a plan node by node from Python; CUSTOM nodes call their layer."""
+    """Drives a plan node by node from Python; CUSTOM nodes call their layer (in the
+    threaded build throughout)."""
+
+    def __init__(self, plan):
+        super().__init__(plan)
+        self.threaded = True
 
     def forward_node(self, n, m, training, drop_step):
         """Node n's forward pass (its operands are in place)."""
@@ -209,7 +246,7 @@ class Layerwise(Compiled):
                         return e, s, status
         return perms.shape[0], 0, C.OK
 
-    def predict(self, data, out, batch_size):
+    def predict(self, data, out, batch_size, total=None):
         p = self.plan
         n = data.lengths.shape[0] if p.has_sequences else out.shape[0]
         p.rows_in_order(n)
@@ -225,7 +262,7 @@ class Layerwise(Compiled):
             else:
                 out[start:start + m] = o
 
-    def evaluate(self, data, n, batch_size):
+    def evaluate(self, data, n, batch_size, total=None):
         p = self.plan
         p.rows_in_order(n)
         total, correct = 0.0, 0
