@@ -45,9 +45,9 @@ class Compiled:
         most models only one: the digits demo's batches of 32 rows and its 360
         test rows run serial."""
         if not self.threaded:
+            work = None if total is None else total * self.plan.params.shape[0]
             self.threaded = (parallel_enabled() and threads_pay(self.plan, rows)
-                             and (total is None or
-                                  total * self.plan.params.shape[0] >= THREADED_INFERENCE_MIN_WORK))
+                             and (work is None or work >= THREADED_INFERENCE_MIN_WORK))
         return self.build if self.threaded else self.serial
 
     def _training(self):

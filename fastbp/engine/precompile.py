@@ -153,8 +153,8 @@ def _start(path, predict, batch_size):
     code = (f"import sys; sys.path.insert(0, {root!r}); "
             "from fastbp.engine.precompile import _helper; "
             "sys.exit(_helper(sys.argv[1], int(sys.argv[2]), sys.argv[3:] == ['predict']))")
-    # the helper picks the build this process picks (its thread count included), and
-    # compiles on one thread
+    # the helper's thread count is this process's, so that it picks the same build
+    # (numba compiles on one thread whatever the count)
     env = dict(os.environ, NUMBA_NUM_THREADS=str(numba.get_num_threads()))
     args = [sys.executable, "-c", code, path, str(batch_size)] + (["predict"] if predict else [])
     try:
