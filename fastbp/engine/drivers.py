@@ -36,18 +36,25 @@ class Compiled:
     def build_for(self, rows, total=None):
         """The build for a call on minibatches of up to ``rows`` rows.
 
-        :attr:`serial` (compiled without threads) until a call needs threads: more
-        than one thread, and some kernel's threaded branch within reach
-        (:func:`.specialize.threads_pay`), and for an inference call of ``total``
-        rows, ``total`` x the parameter count (about its multiply-adds) at least
-        THREADED_INFERENCE_MIN_WORK.  From then on :attr:`build` (threaded), which
-        serves every size, so a model compiles or loads at most these two builds and
-        most models only one: the digits demo's batches of 32 rows and its 360
-        test rows run serial."""
+        :attr:`serial` (compiled without threads) until a call could use threads:
+        some kernel's threaded branch within reach (:func:`.specialize.threads_pay`),
+        and for an inference call of ``total`` rows of a dense model, ``total`` x the
+        parameter count (about its multiply-adds) at least THREADED_INFERENCE_MIN_WORK.
+        From then on :attr:`build` (threaded), which serves every size, so a model
+        compiles or loads at most these two builds and most models only one: the
+        digits demo's batches of 32 rows and its 360 test rows run serial.
+
+        The choice reads shapes only, never the thread count: the two builds are
+        compiled apart (numba's ``parallel=True`` outlines loops, and LLVM then
+        vectorises them differently), so a model with tables or sequences, whose
+        kernels can give other bits in the serial build, always runs threaded, and a
+        run at one thread takes the same builds, hence the same bits, as at two."""
         if not self.threaded:
-            work = None if total is None else total * self.plan.params.shape[0]
-            self.threaded = (parallel_enabled() and threads_pay(self.plan, rows)
-                             and (work is None or work >= THREADED_INFERENCE_MIN_WORK))
+            p = self.plan
+            work = None if total is None else total * p.params.shape[0]
+            self.threaded = threads_pay(p, rows) and (
+                work is None or work >= THREADED_INFERENCE_MIN_WORK
+                or p.tables.shape[0] > 0 or p.has_sequences)
         return self.build if self.threaded else self.serial
 
     def _training(self):
