@@ -89,6 +89,21 @@ jit_inline = numba.njit(inline="never", **JIT_OPTIONS)
 #: it passes, atomic operations that cost more than these helpers' own work.
 jit_always_inline = numba.njit(inline="always", **JIT_OPTIONS)
 
+#: The recurrent kernels are compiled without ``reassoc`` and ``arcp``: numba links a
+#: copy of each function a kernel calls into the kernel and LLVM optimises every copy
+#: in its caller's context, and a process that has just compiled the LSTM backward ran
+#: another copy of its time loop than a process that loaded it from the cache.  With
+#: ``reassoc`` the copies multiplied the gate factors in other orders (a BiLSTM tagger
+#: trained to other bits on the run that filled the cache than on later runs); with
+#: only the flags below every copy computes the source's expression.  Their loops are
+#: elementwise, so they vectorise the same without ``reassoc`` (no speed change
+#: measured on the BiLSTM tagger's epoch).
+EXACT_FASTMATH = {"nsz", "afn"}
+EXACT_OPTIONS = dict(JIT_OPTIONS, fastmath=EXACT_FASTMATH)
+jit_exact = numba.njit(**EXACT_OPTIONS)
+jit_exact_parallel = numba.njit(parallel=True, **EXACT_OPTIONS)
+jit_exact_always_inline = numba.njit(inline="always", **EXACT_OPTIONS)
+
 #: A BLAS product is split along the longer side of its output into up to
 #: GEMM_BLOCKS blocks (fixed, so that results do not depend on the thread count),
 #: each of at least MIN_BLOCK rows or columns (see fastbp.kernels.gemm).

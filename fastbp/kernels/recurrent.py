@@ -68,7 +68,9 @@ GROUPS * MIN_GROUP_ROWS samples is dealt into GROUPS groups of equal counts and
 near-equal cost (:func:`_deal`: both get long and short sequences), each
 running its own recurrence, in ``prange`` when ``parallel``.  The groups are
 fixed by the batch's lengths, never by the thread count, and every sum is taken in
-a fixed order, so the results are the same bits for any number of threads.
+a fixed order, so the results are the same bits for any number of threads.  The
+kernels are compiled without ``reassoc`` (:data:`fastbp._config.EXACT_FASTMATH`), so
+they give the same bits whether a process compiled them or loaded them from the cache.
 """
 from __future__ import annotations
 
@@ -78,7 +80,8 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from .._config import FASTMATH, jit, jit_always_inline, jit_parallel, unliteral
+from .._config import (EXACT_FASTMATH, jit_exact, jit_exact_always_inline, jit_exact_parallel,
+                       unliteral)
 from .activations import exp32, sigmoid, tanh32
 from .elementwise import activate_row, column_sums, scale_by_derivative_row
 from .gemm import matmul
@@ -94,7 +97,7 @@ GROUPS = 2
 MIN_GROUP_ROWS = 8
 
 
-@jit
+@jit_exact
 def n_gates(cell):
     """Gate blocks of h columns in W, U and b: RNN 1, LSTM 4 (i, f, g, o), GRU 3 (r, z, n)."""
     if cell == LSTM:
@@ -104,7 +107,7 @@ def n_gates(cell):
     return 1
 
 
-@jit
+@jit_exact
 def cache_width(cell, h):
     """Floats per (sample, step) the forward keeps for the backward.
 
@@ -121,26 +124,26 @@ def cache_width(cell, h):
     return h
 
 
-@jit
+@jit_exact
 def n_groups(m):
     """Independent recurrences a batch of m samples is dealt into."""
     return max(1, min(GROUPS, m // MIN_GROUP_ROWS))
 
 
-@jit
+@jit_exact
 def _group_rows(m):
     # Samples in the largest group.
     g = n_groups(m)
     return (m + g - 1) // g
 
 
-@jit
+@jit_exact
 def _forward_group_size(cell, m, h):
     # Per group: its states H and C (rows, h) and the recurrent product Q (rows, G).
     return _group_rows(m) * (2 * h + n_gates(cell) * h)
 
 
-@jit
+@jit_exact
 def _backward_group_size(cell, m, h, streams):
     # Per group: D (rows * streams, G), the carries CU and CD (rows * streams, h),
     # and one row each of dh, dc, da and the discarded direct carry.
@@ -148,7 +151,7 @@ def _backward_group_size(cell, m, h, streams):
     return _group_rows(m) * streams * (G + 2 * h) + 3 * h + G
 
 
-@jit
+@jit_exact
 def _backward_shared_size(cell, m, T, h):
     # dA (R, G), dQ (R, G; GRU only: elsewhere dQ is dA), Hprev (R, h), a zero row and
     # U^T (G, h); sized for the padded layout R = m*T, the most rows any layout has.
@@ -156,7 +159,7 @@ def _backward_shared_size(cell, m, T, h):
     return m * T * (G + (G if cell == GRU else 0) + h) + h + G * h
 
 
-@jit
+@jit_exact
 def work_size(cell, m, T, h, n_in):
     """Floats of scratch recurrent_forward and recurrent_backward use (either may reuse
     all of it), for any ``truncate``: a truncated backward keeps at most T - 1 streams.
@@ -181,14 +184,14 @@ def _sigmoid(z):
     return sigmoid(z)
 
 
-@overload(_tanh, jit_options=dict(fastmath=FASTMATH))
+@overload(_tanh, jit_options=dict(fastmath=EXACT_FASTMATH))
 def _tanh_typed(z):
     if z == types.float32:
         return lambda z: tanh32(z)
     return lambda z: math.tanh(z)
 
 
-@jit
+@jit_exact
 def _sigmoid32(z):
     # exp only of -|z| (no overflow); branch-free, so that the gate loops vectorise.
     e = exp32(-abs(z))
@@ -196,7 +199,7 @@ def _sigmoid32(z):
     return s if z >= 0 else e * s
 
 
-@overload(_sigmoid, jit_options=dict(fastmath=FASTMATH))
+@overload(_sigmoid, jit_options=dict(fastmath=EXACT_FASTMATH))
 def _sigmoid_typed(z):
     if z == types.float32:
         return lambda z: _sigmoid32(z)
@@ -206,7 +209,7 @@ def _sigmoid_typed(z):
 # -- one step of one sample ---------------------------------------------------------------
 
 
-@jit_always_inline
+@jit_exact_always_inline
 def _rnn_cell_forward(a, q, b, act, h):
     """h <- f(a + b + q).  a : x_t W (h,); q : h_{t-1} U (h,); h : the state, written."""
     for j in range(h.shape[0]):
@@ -214,13 +217,13 @@ def _rnn_cell_forward(a, q, b, act, h):
     activate_row(h, act, 0.0)
 
 
-@jit
+@jit_exact
 def _sigmoid_row(z):
     for j in range(z.shape[0]):
         z[j] = _sigmoid(z[j])
 
 
-@jit
+@jit_exact
 def _tanh_row(z):
     for j in range(z.shape[0]):
         z[j] = _tanh(z[j])
@@ -231,7 +234,7 @@ def _tanh_row(z):
 # reads, and gives up on a loop that touches five arrays (the fused LSTM loop ran scalar).
 
 
-@jit_always_inline
+@jit_exact_always_inline
 def _lstm_cell_forward(z, q, b, c, h):
     """z : x_t W (4h,), overwritten with the gates i, f, g, o; q : h_{t-1} U (4h,);
     c : c_{t-1} in, c_t out; h : h_t, written."""
@@ -247,7 +250,7 @@ def _lstm_cell_forward(z, q, b, c, h):
         h[j] = z[3 * n + j] * _tanh(c_t)
 
 
-@jit_always_inline
+@jit_exact_always_inline
 def _gru_cell_forward(z, q, b, b_rec, q_n, h):
     """z : x_t W (3h,), overwritten with the gates r, z, n; q : h_{t-1} U (3h,);
     q_n : written with (q + b_rec)_n; h : h_{t-1} in, h_t out."""
@@ -265,7 +268,7 @@ def _gru_cell_forward(z, q, b, b_rec, q_n, h):
         h[j] = (one - u) * z[2 * n + j] + u * h[j]
 
 
-@jit_always_inline
+@jit_exact_always_inline
 def _rnn_cell_backward(h_t, dh, act, da):
     """da <- dh f'(h_t)."""
     for j in range(da.shape[0]):
@@ -273,7 +276,7 @@ def _rnn_cell_backward(h_t, dh, act, da):
     scale_by_derivative_row(da, h_t, act, 0.0)
 
 
-@jit_always_inline
+@jit_exact_always_inline
 def _lstm_cell_backward(gates, c, c_prev, dh, dc, da, dc_prev):
     """gates : i, f, g, o (4h,); c, c_prev : c_t, c_{t-1}; dh, dc : dL/dh_t, dL/dc_t from
     later steps; da (4h,) and dc_prev = dL/dc_{t-1} through f, written."""
@@ -293,7 +296,7 @@ def _lstm_cell_backward(gates, c, c_prev, dh, dc, da, dc_prev):
         dc_prev[j] = d_c * f
 
 
-@jit_always_inline
+@jit_exact_always_inline
 def _gru_cell_backward(gates, q_n, h_prev, dh, da, dq, dh_prev):
     """gates : r, z, n (3h,); q_n : (h_{t-1} U + b_rec)_n; dh : dL/dh_t; da, dq (3h,)
     and dh_prev = dL/dh_{t-1} through the update gate (dh u), written."""
@@ -315,7 +318,7 @@ def _gru_cell_backward(gates, q_n, h_prev, dh, da, dq, dh_prev):
         dh_prev[j] = dh[j] * u
 
 
-@jit
+@jit_exact
 def _cell_backward(cell, act, gates, extra, extra_prev, first, h_t, h_prev, zeros, dh, dc, da,
                    dq, direct):
     """One step's backward for the gradient (dh, dc) entering it.  gates, extra : the
@@ -331,7 +334,7 @@ def _cell_backward(cell, act, gates, extra, extra_prev, first, h_t, h_prev, zero
         _rnn_cell_backward(h_t, dh, act, da)
 
 
-@jit
+@jit_exact
 def _gradient_in(cell, g, CU, CD, lo, hi, dh, dc):
     """dh, dc <- the gradient entering a step: g (the output's) plus the carries of
     streams lo .. hi-1, CU through U into dh, CD into dc (LSTM) or dh (GRU)."""
@@ -352,13 +355,13 @@ def _gradient_in(cell, g, CU, CD, lo, hi, dh, dc):
                 dh[j] += cd[j]
 
 
-@jit
+@jit_exact
 def _fill_zero(row):
     for j in range(row.shape[0]):
         row[j] = 0
 
 
-@jit_always_inline
+@jit_exact_always_inline
 def _copy(src, dst):
     for j in range(dst.shape[0]):
         dst[j] = src[j]
@@ -367,13 +370,13 @@ def _copy(src, dst):
 # -- the time loop of one group ------------------------------------------------------------
 
 
-@jit
+@jit_exact
 def _cache_views(cache, R, G, e):
     """The cache as gates (R, G), then the rest (R, e)."""
     return cache[:R * G].reshape((R, G)), cache[R * G:R * (G + e)].reshape((R, e))
 
 
-@jit
+@jit_exact
 def _sorted_by_length(lengths):
     """Sample indices, longest first; equal lengths keep their batch order (an insertion
     sort: batches are small, and np.argsort takes seconds to compile)."""
@@ -388,7 +391,7 @@ def _sorted_by_length(lengths):
     return order
 
 
-@jit
+@jit_exact
 def _deal(lengths, groups):
     """Sample indices dealt into ``groups`` groups of at most ceil(m / groups) samples:
     longest first, each to the group whose recurrence costs least so far (ties to the
@@ -424,7 +427,7 @@ def _deal(lengths, groups):
     return rows, bounds
 
 
-@jit
+@jit_exact
 def _zero_padding(rows, lengths, starts):
     """Every row of rows (R, d) no sample covers <- 0: those before starts[0], between
     starts[i] + lengths[i] and starts[i + 1], and from the last sample's end to R."""
@@ -439,7 +442,7 @@ def _zero_padding(rows, lengths, starts):
             lo = max(lo, starts[i] + lengths[i])
 
 
-@jit
+@jit_exact
 def _forward_group(cell, act, U, b, b_rec, lengths, starts, T, reverse, rows, gates, extra,
                    out_seq, work, parallel):
     """The recurrence of the samples ``rows`` (sorted longest first).  gates (R, G) holds
@@ -476,7 +479,7 @@ def _forward_group(cell, act, U, b, b_rec, lengths, starts, T, reverse, rows, ga
             _copy(H[k], out_seq[r])
 
 
-@jit_parallel
+@jit_exact_parallel
 def recurrent_forward(cell, act, x, W, U, b, b_rec, lengths, starts, T, reverse, out_seq, cache,
                       work, parallel):
     """Run an RNN, LSTM or GRU over a batch (layout and equations in the module docstring).
@@ -521,7 +524,7 @@ def recurrent_forward(cell, act, x, W, U, b, b_rec, lengths, starts, T, reverse,
     _zero_padding(out_seq, lengths, starts)
 
 
-@jit
+@jit_exact
 def _backward_group(cell, act, Ut, lengths, starts, T, reverse, full, streams, rows, out_seq,
                     gates, extra, g_seq, dA, dQ, Hprev, zeros, work, parallel):
     """BPTT over the samples ``rows`` (sorted longest first): writes their rows of dA, dQ
@@ -585,7 +588,7 @@ def _backward_group(cell, act, Ut, lengths, starts, T, reverse, full, streams, r
             step_product(D[:active * S], Ut, CU[:active * S], parallel)
 
 
-@jit_parallel
+@jit_exact_parallel
 def recurrent_backward(cell, act, x, W, U, b_rec, lengths, starts, T, reverse, truncate, out_seq,
                        cache, g_seq, dW, dU, db, db_rec, g_in, need_input_grad, work, parallel):
     """Backward of :func:`recurrent_forward` (equations in the module docstring).
