@@ -27,8 +27,9 @@ batch 10, 100 points, 100 epochs with step decay), ``mlp_small`` (64-128-10, bat
 Adam, 100 minibatches, 10 epochs), ``mlp_784_b128`` (784-256-128-10, batch 128, Adam,
 20 minibatches, 5 epochs), ``window`` (compare_peers' window model at V = 20,000: one
 epoch of 200 minibatches of 64, the same model trained on) and ``pos`` (compare_peers'
-EWT window tagger, one epoch; needs ``../shared/data`` or ``FASTBP_DATA``); each timed as
-one ``fit`` call.
+EWT window tagger, one epoch; needs ``../shared/data`` or ``FASTBP_DATA``) and ``bilstm``
+(compare_peers' BiLSTM tagger, one epoch of 2,000 EWT sentences; the same data); each
+timed as one ``fit`` call.
 """
 from __future__ import annotations
 
@@ -158,8 +159,37 @@ def pos(fb):
     return run
 
 
+_BILSTM = {}
+
+
+def bilstm(fb, sentences=2000, batch=32):
+    """compare_peers' BiLSTM tagger (examples/bilstm_tagger.py: GloVe 50d table
+    fine-tuned, Bidirectional(LSTM(50, 100)), Dense(200, tags) per step, Adam) on the
+    first ``sentences`` EWT training sentences, one shuffled epoch of batches of 32, the
+    same model trained on.  The arrays are made once, by the installed fastbp.text."""
+    if not _BILSTM:
+        from .peer_workloads_seq import load_task
+        _, arrays, V, n_tags, E, _ = load_task()
+        X, Y = arrays["train"]
+        _BILSTM["task"] = X[:sentences], Y[:sentences], V, n_tags, E
+    X, Y, V, n_tags, E = _BILSTM["task"]
+    words = fb.Input(dtype="int64", sequence=True, name="words")
+    h = fb.layers.Embedding(V, E.shape[1], weights=E, padding_id=0)(words)
+    h = fb.layers.Bidirectional(fb.layers.LSTM(E.shape[1], 100))(h)
+    model = fb.Model(inputs=words, outputs=fb.layers.Dense(200, n_tags)(h), dtype="float32",
+                     seed=0)
+    model.compile(fb.optim.Adam(lr=3e-3), "softmax_cross_entropy")
+
+    def run():
+        t0 = time.perf_counter()
+        model.fit(X, Y, epochs=1, batch_size=batch, seed=0)
+        return time.perf_counter() - t0
+    return run
+
+
 WORKLOADS = {
     "fig7_8": fig7_8,
+    "bilstm": bilstm,
     "pos": pos,
     "window": window,
     "mlp_small": lambda fb: _classifier(fb, (64, 128, 10), 32, 100, 10),
